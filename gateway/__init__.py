@@ -1,0 +1,1 @@
+"""The HTTP gateway: OpenAI-compatible routes, SSE, errors, and the RAG pipeline."""

@@ -1,0 +1,177 @@
+"""Chat completions: prepare a request, run it on the engine, shape OpenAI responses.
+
+The stream is an async generator of typed chunks; SSE framing happens in the routes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from gateway.chat.protocol import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    ChunkChoice,
+    DeltaMessage,
+    UsageInfo,
+    completion_id,
+    now,
+)
+from gateway.errors import ErrorInfo, InvalidRequest, as_api_error
+from gateway.models import ModelRegistry
+from llm.types import Engine, Generation, GenerationParams, Usage
+
+
+@dataclass
+class PreparedChat:
+    """Everything needed to run one chat on the engine, decided before it starts."""
+
+    id: str
+    created: int
+    public_model: str
+    engine_model: str
+    messages: list[dict[str, Any]]
+    params: GenerationParams
+    include_usage: bool
+    # Extra top-level fields: on the first chunk of a stream / on the whole response.
+    first_chunk_extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """What a finished generation produced, for postprocessing."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+class ChatService:
+    def __init__(self, engine: Engine, registry: ModelRegistry) -> None:
+        self._engine = engine
+        self._registry = registry
+
+    async def prepare(self, request: ChatCompletionRequest) -> PreparedChat:
+        unsupported = request.unsupported_param()
+        if unsupported:
+            raise InvalidRequest(
+                f"'{unsupported}' is not supported by this server",
+                param=unsupported,
+                code="unsupported_parameter",
+            )
+        resolved = await self._registry.resolve(request.model)
+        return PreparedChat(
+            id=completion_id(),
+            created=now(),
+            public_model=resolved.public_name,
+            engine_model=resolved.engine_model,
+            messages=[message.engine_form() for message in request.messages],
+            params=GenerationParams(
+                max_tokens=request.token_limit,
+                temperature=request.temperature,
+                top_p=request.top_p,
+                stop=request.stop if isinstance(request.stop, list) else None,
+                seed=request.seed,
+                presence_penalty=request.presence_penalty,
+                frequency_penalty=request.frequency_penalty,
+            ),
+            include_usage=bool(request.stream_options and request.stream_options.include_usage),
+        )
+
+    async def start(self, chat: PreparedChat) -> Generation:
+        """Submit to the engine; errors before generation starts surface here as HTTP errors."""
+        try:
+            return await self._engine.start_chat(chat.engine_model, chat.messages, chat.params)
+        except Exception as exc:
+            raise as_api_error(exc) from exc
+
+    async def stream(
+        self, chat: PreparedChat, generation: Generation
+    ) -> AsyncIterator[ChatCompletionChunk | ErrorInfo]:
+        """Chunks in OpenAI's order: role (with extras), content..., finish, [usage].
+
+        A failure after the first byte can no longer change the HTTP status, so it is
+        yielded as an ``ErrorInfo`` and the stream ends; the routes frame it as an error
+        event followed by ``[DONE]``.
+        """
+        outcome = Outcome()
+        try:
+            yield self._chunk(chat, DeltaMessage(role="assistant", content=""), **chat.first_chunk_extras)
+            async for delta in generation:
+                if delta.text:
+                    outcome.text += delta.text
+                    yield self._chunk(chat, DeltaMessage(content=delta.text))
+                if delta.finish_reason is not None:
+                    outcome.finish_reason = delta.finish_reason
+                    yield self._chunk(chat, DeltaMessage(), finish_reason=delta.finish_reason)
+                if delta.usage is not None:
+                    outcome.usage = delta.usage
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an error event
+            yield as_api_error(exc).info()
+            return
+        finally:
+            with anyio.CancelScope(shield=True):  # abort the engine even when cancelled
+                await generation.aclose()
+        if chat.include_usage:
+            chunk = ChatCompletionChunk(
+                id=chat.id, created=chat.created, model=chat.public_model, choices=[]
+            )
+            chunk.usage = _usage(outcome.usage)
+            yield chunk
+
+    async def complete(self, chat: PreparedChat, generation: Generation) -> ChatCompletion:
+        outcome = Outcome()
+        try:
+            async for delta in generation:
+                outcome.text += delta.text
+                outcome.finish_reason = delta.finish_reason or outcome.finish_reason
+                outcome.usage = delta.usage or outcome.usage
+        except Exception as exc:
+            raise as_api_error(exc) from exc
+        finally:
+            with anyio.CancelScope(shield=True):
+                await generation.aclose()
+        return ChatCompletion(
+            id=chat.id,
+            created=chat.created,
+            model=chat.public_model,
+            choices=[
+                Choice(
+                    message=AssistantMessage(content=outcome.text),
+                    finish_reason=outcome.finish_reason,
+                )
+            ],
+            usage=_usage(outcome.usage),
+            **chat.first_chunk_extras,
+        )
+
+    @staticmethod
+    def _chunk(
+        chat: PreparedChat,
+        delta: DeltaMessage,
+        finish_reason: str | None = None,
+        **extras: Any,
+    ) -> ChatCompletionChunk:
+        return ChatCompletionChunk(
+            id=chat.id,
+            created=chat.created,
+            model=chat.public_model,
+            choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)],
+            **extras,
+        )
+
+
+def _usage(usage: Usage | None) -> UsageInfo:
+    if usage is None:
+        return UsageInfo(prompt_tokens=0, completion_tokens=0, total_tokens=0)
+    return UsageInfo(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+    )

@@ -1,0 +1,167 @@
+"""OpenAI's error envelope, and the one place where exceptions become HTTP errors."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from llm.types import EngineError
+from retrieval.types import CollectionNotFound, StoreError
+
+log = logging.getLogger("ragserve.errors")
+
+
+class ErrorInfo(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorInfo
+
+
+class APIError(Exception):
+    """An error to report to the client as-is."""
+
+    status = 400
+    type = "invalid_request_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+    def info(self) -> ErrorInfo:
+        return ErrorInfo(message=self.message, type=self.type, param=self.param, code=self.code)
+
+
+class InvalidRequest(APIError):
+    pass
+
+
+class NotFound(APIError):
+    status = 404
+    type = "not_found_error"
+
+
+class ServiceUnavailable(APIError):
+    status = 503
+    type = "server_error"
+
+
+class UpstreamTimeout(APIError):
+    status = 504
+    type = "server_error"
+
+
+class UpstreamFailed(APIError):
+    status = 502
+    type = "server_error"
+
+
+_TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def error_body(info: ErrorInfo) -> dict[str, Any]:
+    return ErrorResponse(error=info).model_dump()
+
+
+def as_api_error(exc: Exception) -> APIError:
+    """Map any failure of the pipeline to what the client is told (no internals leak)."""
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, EngineError):
+        cls: type[APIError] = {
+            400: InvalidRequest,
+            404: NotFound,
+            503: ServiceUnavailable,
+            504: UpstreamTimeout,
+        }.get(exc.status, UpstreamFailed)
+        code = {503: "engine_unavailable", 504: "engine_timeout"}.get(exc.status)
+        if exc.status == 404:
+            code = "model_not_found"
+        return cls(exc.message, param=exc.param, code=code)
+    if isinstance(exc, CollectionNotFound):
+        return NotFound(str(exc), param="rag.collection", code="collection_not_found")
+    if isinstance(exc, StoreError):
+        return ServiceUnavailable(f"the vector store failed: {exc}", code="store_unavailable")
+    log.exception("unhandled error", exc_info=exc)
+    error = APIError("internal server error")
+    error.status, error.type = 500, "server_error"
+    return error
+
+
+def _param_from_loc(loc: tuple[int | str, ...]) -> str | None:
+    parts = [part for part in loc if part not in ("body", "query", "path")]
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.startswith(("function-", "tagged-union", "str", "list[", "literal")):
+            continue  # pydantic's union branch names are noise to a client
+        else:
+            out += f".{part}" if out else str(part)
+    return out or None
+
+
+def validation_error(exc: RequestValidationError) -> APIError:
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":
+        return InvalidRequest(
+            f"the request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".strip(),
+            code="invalid_json",
+        )
+    param = _param_from_loc(tuple(first.get("loc", ())))
+    message = str(first.get("msg", "invalid request"))
+    if first.get("type") == "missing":
+        message = f"'{param}' is required" if param else "a required field is missing"
+    elif param:
+        message = f"invalid '{param}': {message}"
+    return InvalidRequest(message, param=param, code="invalid_value")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    def respond(error: APIError, headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse(error_body(error.info()), status_code=error.status, headers=headers)
+
+    async def on_validation(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return respond(validation_error(exc))
+
+    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        error = APIError(str(exc.detail))
+        error.status = exc.status_code
+        error.type = _TYPE_BY_STATUS.get(exc.status_code, "server_error")
+        return respond(error, headers=dict(exc.headers or {}))
+
+    async def on_any(_: Request, exc: Exception) -> JSONResponse:
+        return respond(as_api_error(exc))
+
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_any)
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (400, 404, 500, 502, 503, 504)
+}

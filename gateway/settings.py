@@ -1,0 +1,98 @@
+"""Every setting of ragserve, in one place (env prefix ``RAGSERVE_``, ``.env`` read too).
+
+Each package takes plain arguments; only the composition roots (the app factory and the
+CLI) read this object.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+
+class ModelAlias(BaseModel):
+    """A public model name mapped to an engine model, a collection and RAG defaults."""
+
+    engine_model: str | None = None  # None: the engine's default model
+    collection: str | None = None  # None: RAG off for this alias
+    top_k: int | None = None
+    mode: Literal["dense", "sparse", "hybrid"] | None = None
+    min_score: float | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAGSERVE_", env_file=".env", extra="ignore", env_nested_delimiter="__"
+    )
+
+    # --- HTTP
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+
+    # --- LLM engine
+    # Comma-separated vLLM base URLs (".../v1" optional). Empty: ragserve starts a local engine.
+    engine_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    engine_api_key: str | None = None
+    engine_model_dir: Path = Path("data/models/SmolLM2-135M-Instruct")
+    served_model_name: str = "smollm2-135m-instruct"
+    engine_host: str = "127.0.0.1"
+    engine_port: int = 8100
+    engine_dtype: str = "float32"  # bf16 gives garbage on AVX2-only CPUs (measured)
+    engine_max_model_len: int = 2048
+    engine_kv_cache_bytes: int = 1 << 30
+    engine_start_timeout_s: float = 300.0
+    engine_extra_args: str = ""  # appended verbatim to vLLM's command line
+    engine_connect_timeout_s: float = 5.0
+    engine_first_token_timeout_s: float = 120.0
+    engine_token_gap_timeout_s: float = 60.0
+
+    # --- Retrieval
+    store_backend: Literal["edge", "local", "server"] = "edge"
+    qdrant_path: Path = Path("data/qdrant")
+    qdrant_url: str | None = None  # set: the Qdrant server backend
+    qdrant_api_key: str | None = None
+    embedding_model: str | None = None  # None: the bundled all-MiniLM-L6-v2
+    embed_batch_window_ms: float = 3.0
+    embed_max_batch: int = 64
+    collection: str = "docs"
+    top_k: int = 5
+    search_mode: Literal["dense", "sparse", "hybrid"] = "hybrid"
+    min_score: float | None = None
+    # What a chat does when the vector store fails: "error" (503) or "degrade" (answer
+    # without context, flagged in the response).
+    on_store_error: Literal["error", "degrade"] = "degrade"
+    model_aliases: dict[str, ModelAlias] = Field(
+        default_factory=lambda: {"docs": ModelAlias(collection="docs")}
+    )
+
+    # --- Ingest
+    max_upload_bytes: int = 50 * 1024 * 1024
+    samples_on_first_start: bool = True
+
+    @field_validator("engine_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _server_when_url(self) -> Settings:
+        if self.qdrant_url and self.store_backend != "server":
+            self.store_backend = "server"
+        return self
+
+    @property
+    def local_engine(self) -> bool:
+        return not self.engine_urls
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

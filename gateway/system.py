@@ -1,0 +1,53 @@
+"""Liveness, readiness and the model list."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from gateway.errors import ERROR_RESPONSES, as_api_error, error_body
+from gateway.models import ModelRegistry
+from llm.types import Engine
+
+router = APIRouter()
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "ragserve"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "not ready"}})
+async def readyz(request: Request) -> JSONResponse:
+    engine: Engine = request.app.state.engine
+    ready = await engine.is_ready()
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "engine": ready},
+        status_code=200 if ready else 503,
+    )
+
+
+@router.get("/v1/models", response_model=ModelList, responses=ERROR_RESPONSES)
+async def list_models(request: Request) -> JSONResponse:
+    registry: ModelRegistry = request.app.state.models
+    try:
+        names = await registry.public_names()
+    except Exception as exc:  # noqa: BLE001
+        error = as_api_error(exc)
+        return JSONResponse(error_body(error.info()), status_code=error.status)
+    return JSONResponse(ModelList(data=[ModelCard(id=name) for name in names]).model_dump())

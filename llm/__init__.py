@@ -1,0 +1,1 @@
+"""LLM engines: the vLLM client, the local engine launcher, model preparation."""
