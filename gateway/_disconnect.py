@@ -21,9 +21,13 @@ class ClientDisconnected(Exception):
 
 async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
     result: list[T] = []
+    failure: list[Exception] = []
 
     async def run_work(scope: anyio.CancelScope) -> None:
-        result.append(await work)
+        try:
+            result.append(await work)
+        except Exception as exc:  # re-raised below, unwrapped from the task group
+            failure.append(exc)
         scope.cancel()
 
     async def watch(scope: anyio.CancelScope) -> None:
@@ -36,6 +40,8 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
     async with anyio.create_task_group() as group:
         group.start_soon(run_work, group.cancel_scope)
         group.start_soon(watch, group.cancel_scope)
+    if failure:
+        raise failure[0]
     if not result:
         raise ClientDisconnected()
     return result[0]

@@ -109,14 +109,17 @@ def as_api_error(exc: Exception) -> APIError:
     return error
 
 
+_UNION_BRANCHES = {"str", "int", "float", "bool", "dict", "list", "none"}
+
+
 def _param_from_loc(loc: tuple[int | str, ...]) -> str | None:
     parts = [part for part in loc if part not in ("body", "query", "path")]
     out = ""
     for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part.startswith(("function-", "tagged-union", "str", "list[", "literal")):
-            continue  # pydantic's union branch names are noise to a client
+        elif "[" in part or part in _UNION_BRANCHES:
+            continue  # pydantic's union branch names ("str", "list[TextPart]") are noise
         else:
             out += f".{part}" if out else str(part)
     return out or None

@@ -93,9 +93,7 @@ class LocalEngine:
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
 
-    def wait_ready(
-        self, timeout: float, on_tick: Callable[[float], None] | None = None
-    ) -> float:
+    def wait_ready(self, timeout: float, on_tick: Callable[[float], None] | None = None) -> float:
         """Block until ``/health`` answers 200; return the seconds it took."""
         assert self._process is not None, "start() first"
         began = time.monotonic()

@@ -7,8 +7,7 @@ aborts the request, so an abandoned stream stops costing GPU time at once.
 from __future__ import annotations
 
 import json
-
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import anyio
@@ -50,7 +49,7 @@ class VLLMGeneration:
         await self._deltas_iter.aclose()
         await self._response.aclose()
 
-    async def _deltas(self) -> AsyncIterator[Delta]:
+    async def _deltas(self) -> AsyncGenerator[Delta, None]:
         events = iter_sse(self._response.aiter_lines()).__aiter__()
         timeout = self._first_token_timeout
         finished = False
@@ -235,5 +234,3 @@ def _status_error(status: int, body: bytes) -> EngineError:
     if status in (429, 503):
         return EngineUnavailable(f"the engine is busy or not ready: {message}")
     return EngineError(f"the engine failed (HTTP {status}): {message}", status=502)
-
-

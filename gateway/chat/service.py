@@ -102,7 +102,9 @@ class ChatService:
         """
         outcome = Outcome()
         try:
-            yield self._chunk(chat, DeltaMessage(role="assistant", content=""), **chat.first_chunk_extras)
+            yield self._chunk(
+                chat, DeltaMessage(role="assistant", content=""), **chat.first_chunk_extras
+            )
             async for delta in generation:
                 if delta.text:
                     outcome.text += delta.text

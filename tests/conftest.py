@@ -1,0 +1,54 @@
+"""Session-wide real components: one vLLM server, one gateway process.
+
+Set ``RAGSERVE_TEST_ENGINE_URL`` to reuse an engine you already run (a faster edit loop);
+otherwise the session starts vLLM's CPU server once with the bundled model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from llm.launcher import EngineConfig, LocalEngine
+from llm.model_prep import prepare_model
+from tests.support.processes import REPO, free_port, gateway_process
+
+MODEL_NAME = "smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    path = REPO / "test-artifacts"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def engine_url(artifacts_dir: Path) -> Iterator[str]:
+    reuse = os.environ.get("RAGSERVE_TEST_ENGINE_URL")
+    if reuse:
+        yield reuse
+        return
+    model_dir = prepare_model(REPO / "data/models/SmolLM2-135M-Instruct")
+    engine = LocalEngine(
+        EngineConfig(model_dir=model_dir, served_model_name=MODEL_NAME, port=free_port()),
+        log_path=artifacts_dir / "vllm.log",
+    )
+    with engine:
+        engine.wait_ready(timeout=420)
+        yield engine.config.url
+
+
+@pytest.fixture(scope="session")
+def gateway_url(
+    engine_url: str, artifacts_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    env = {
+        "RAGSERVE_ENGINE_URLS": engine_url,
+        "RAGSERVE_QDRANT_PATH": str(tmp_path_factory.mktemp("qdrant")),
+    }
+    with gateway_process(env, artifacts_dir / "gateway.log") as url:
+        yield url
