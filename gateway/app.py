@@ -10,8 +10,12 @@ from fastapi import FastAPI
 from gateway import system
 from gateway.chat import routes as chat_routes
 from gateway.chat.service import ChatService
+from gateway.embeddings import routes as embedding_routes
+from gateway.embeddings.service import EmbeddingService, embedding_model_name
 from gateway.errors import install_error_handlers
 from gateway.models import ModelRegistry
+from gateway.rag.pipeline import RagDefaults, RagPipeline
+from gateway.retrieval_setup import RetrievalStack, open_retrieval
 from gateway.settings import Settings, get_settings
 from llm.types import Engine
 from llm.vllm_client import VLLMClient
@@ -32,22 +36,47 @@ def build_engine(settings: Settings) -> Engine:
     )
 
 
-def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+def rag_defaults(settings: Settings) -> RagDefaults:
+    return RagDefaults(
+        collection=settings.collection,
+        top_k=settings.top_k,
+        mode=settings.search_mode,
+        min_score=settings.min_score,
+        on_store_error=settings.on_store_error,
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    retrieval: RetrievalStack | None = None,
+) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = engine or build_engine(settings)
+        app.state.retrieval = retrieval or await open_retrieval(settings)
         app.state.models = ModelRegistry(app.state.engine, settings.model_aliases)
-        app.state.chat = ChatService(app.state.engine, app.state.models)
+        pipeline = RagPipeline(
+            app.state.retrieval.retriever, app.state.engine, rag_defaults(settings)
+        )
+        app.state.chat = ChatService(app.state.engine, app.state.models, pipeline)
+        app.state.embeddings = EmbeddingService(
+            app.state.retrieval.embedder, embedding_model_name(settings.embedding_model)
+        )
         try:
             yield
         finally:
             await app.state.engine.aclose()
+            if retrieval is None:
+                await app.state.retrieval.aclose()
 
     app = FastAPI(title="ragserve", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(system.router)
     app.include_router(chat_routes.router)
+    app.include_router(embedding_routes.router)
     return app

@@ -46,7 +46,7 @@ async def readyz(request: Request) -> JSONResponse:
 async def list_models(request: Request) -> JSONResponse:
     registry: ModelRegistry = request.app.state.models
     try:
-        names = await registry.public_names()
+        names = [*await registry.public_names(), request.app.state.embeddings.model_name]
     except Exception as exc:  # noqa: BLE001
         error = as_api_error(exc)
         return JSONResponse(error_body(error.info()), status_code=error.status)

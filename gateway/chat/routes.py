@@ -15,6 +15,7 @@ from gateway._disconnect import ClientDisconnected, until_disconnect
 from gateway.chat.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from gateway.chat.service import ChatService, PreparedChat
 from gateway.errors import ERROR_RESPONSES, ErrorInfo, error_body
+from gateway.timing import Timings
 from llm.types import Generation
 
 router = APIRouter()
@@ -47,7 +48,8 @@ async def sse_events(
 )
 async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
     service: ChatService = request.app.state.chat
-    chat = await service.prepare(body)
+    timings = Timings()
+    chat = await service.prepare(body, timings)
     generation = await service.start(chat)
     if body.stream:
         # sse-starlette cancels the generator when the client disconnects; the service
@@ -57,9 +59,13 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
             sse_events(service, chat, generation),
             ping=15,
             background=BackgroundTask(generation.aclose),
+            # What is known before the first byte; the rest travels in the final chunk.
+            headers={"Server-Timing": timings.header(total=False)},
         )
     try:
         completion = await until_disconnect(request, service.complete(chat, generation))
     except ClientDisconnected:
         return Response(status_code=499)
-    return JSONResponse(completion.model_dump(mode="json"))
+    return JSONResponse(
+        completion.model_dump(mode="json"), headers={"Server-Timing": timings.header()}
+    )

@@ -6,7 +6,7 @@ The stream is an async generator of typed chunks; SSE framing happens in the rou
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -25,6 +25,9 @@ from gateway.chat.protocol import (
 )
 from gateway.errors import ErrorInfo, InvalidRequest, as_api_error
 from gateway.models import ModelRegistry
+from gateway.rag.citations import cited_numbers
+from gateway.rag.pipeline import RagContext, RagPipeline, plan_retrieval
+from gateway.timing import Timings
 from llm.types import Engine, Generation, GenerationParams, Usage
 
 
@@ -39,8 +42,20 @@ class PreparedChat:
     messages: list[dict[str, Any]]
     params: GenerationParams
     include_usage: bool
-    # Extra top-level fields: on the first chunk of a stream / on the whole response.
-    first_chunk_extras: dict[str, Any] = field(default_factory=dict)
+    timings: Timings
+    rag: RagContext | None = None
+
+    def first_chunk_extras(self) -> dict[str, Any]:
+        """Sources go out before any token, so a client can show them while text streams."""
+        if self.rag is None:
+            return {}
+        return {"sources": self.rag.sources, "rag": self.rag.info()}
+
+    def final_extras(self, text: str) -> dict[str, Any]:
+        extras: dict[str, Any] = {"timings": self.timings.as_dict()}
+        if self.rag is not None:
+            extras["citations"] = cited_numbers(text, len(self.rag.sources))
+        return extras
 
 
 @dataclass
@@ -53,11 +68,12 @@ class Outcome:
 
 
 class ChatService:
-    def __init__(self, engine: Engine, registry: ModelRegistry) -> None:
+    def __init__(self, engine: Engine, registry: ModelRegistry, rag: RagPipeline) -> None:
         self._engine = engine
         self._registry = registry
+        self._rag = rag
 
-    async def prepare(self, request: ChatCompletionRequest) -> PreparedChat:
+    async def prepare(self, request: ChatCompletionRequest, timings: Timings) -> PreparedChat:
         unsupported = request.unsupported_param()
         if unsupported:
             raise InvalidRequest(
@@ -66,12 +82,24 @@ class ChatService:
                 code="unsupported_parameter",
             )
         resolved = await self._registry.resolve(request.model)
+        messages = [message.engine_form() for message in request.messages]
+        plan = plan_retrieval(request.rag, resolved.alias, self._rag.defaults)
+        timings.mark("preprocess")
+        rag = None
+        if plan is not None:
+            messages, rag = await self._rag.augment(
+                messages,
+                plan,
+                engine_model=resolved.engine_model,
+                max_tokens=request.token_limit,
+                timings=timings,
+            )
         return PreparedChat(
             id=completion_id(),
             created=now(),
             public_model=resolved.public_name,
             engine_model=resolved.engine_model,
-            messages=[message.engine_form() for message in request.messages],
+            messages=messages,
             params=GenerationParams(
                 max_tokens=request.token_limit,
                 temperature=request.temperature,
@@ -82,6 +110,8 @@ class ChatService:
                 frequency_penalty=request.frequency_penalty,
             ),
             include_usage=bool(request.stream_options and request.stream_options.include_usage),
+            timings=timings,
+            rag=rag,
         )
 
     async def start(self, chat: PreparedChat) -> Generation:
@@ -103,15 +133,22 @@ class ChatService:
         outcome = Outcome()
         try:
             yield self._chunk(
-                chat, DeltaMessage(role="assistant", content=""), **chat.first_chunk_extras
+                chat, DeltaMessage(role="assistant", content=""), **chat.first_chunk_extras()
             )
             async for delta in generation:
                 if delta.text:
+                    if not outcome.text:
+                        chat.timings.mark("engine_first_token")
                     outcome.text += delta.text
                     yield self._chunk(chat, DeltaMessage(content=delta.text))
                 if delta.finish_reason is not None:
                     outcome.finish_reason = delta.finish_reason
-                    yield self._chunk(chat, DeltaMessage(), finish_reason=delta.finish_reason)
+                    yield self._chunk(
+                        chat,
+                        DeltaMessage(),
+                        finish_reason=delta.finish_reason,
+                        **chat.final_extras(outcome.text),
+                    )
                 if delta.usage is not None:
                     outcome.usage = delta.usage
         except Exception as exc:  # noqa: BLE001 - every failure becomes an error event
@@ -131,6 +168,8 @@ class ChatService:
         outcome = Outcome()
         try:
             async for delta in generation:
+                if delta.text and not outcome.text:
+                    chat.timings.mark("engine_first_token")
                 outcome.text += delta.text
                 outcome.finish_reason = delta.finish_reason or outcome.finish_reason
                 outcome.usage = delta.usage or outcome.usage
@@ -150,7 +189,8 @@ class ChatService:
                 )
             ],
             usage=_usage(outcome.usage),
-            **chat.first_chunk_extras,
+            **chat.first_chunk_extras(),
+            **chat.final_extras(outcome.text),
         )
 
     @staticmethod

@@ -1,0 +1,1 @@
+"""The RAG stages the gateway runs around generation: query, prompt, citations."""

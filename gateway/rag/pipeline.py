@@ -1,0 +1,196 @@
+"""Decide whether a chat uses retrieval, retrieve, and fence the passages into the prompt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from gateway.chat.protocol import RagOptions
+from gateway.errors import InvalidRequest, ServiceUnavailable
+from gateway.rag.prompt import Passage, fit_passages, new_fence_nonce, with_context
+from gateway.rag.query import retrieval_query
+from gateway.settings import ModelAlias
+from gateway.timing import Timings
+from llm.types import Engine
+from retrieval.types import CollectionNotFound, PayloadFilter, SearchHit, SearchMode, StoreError
+
+
+class RetrievalResult(Protocol):
+    hits: list[SearchHit]
+    embed_ms: float
+    search_ms: float
+
+
+class Retriever(Protocol):
+    async def retrieve(
+        self,
+        query: str,
+        *,
+        collection: str,
+        top_k: int,
+        mode: SearchMode,
+        flt: PayloadFilter | None,
+        min_score: float | None,
+    ) -> RetrievalResult: ...
+
+
+@dataclass(frozen=True)
+class RagDefaults:
+    collection: str
+    top_k: int
+    mode: Literal["dense", "sparse", "hybrid"]
+    min_score: float | None
+    on_store_error: Literal["error", "degrade"]
+    answer_reserve_tokens: int = 256
+
+
+@dataclass(frozen=True)
+class RagPlan:
+    collection: str
+    top_k: int
+    mode: SearchMode
+    flt: PayloadFilter | None
+    min_score: float | None
+
+
+@dataclass
+class RagContext:
+    """What retrieval contributed to one chat."""
+
+    plan: RagPlan
+    query: str
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    degraded_reason: str | None = None
+    context_tokens: int = 0
+
+    def info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "collection": self.plan.collection,
+            "mode": self.plan.mode.value,
+            "degraded": self.degraded_reason is not None,
+        }
+        if self.degraded_reason:
+            info["reason"] = self.degraded_reason
+        info["context_tokens"] = self.context_tokens
+        return info
+
+
+def plan_retrieval(
+    options: RagOptions | None, alias: ModelAlias | None, defaults: RagDefaults
+) -> RagPlan | None:
+    """Request fields beat the model alias, which beats the server defaults.
+
+    RAG is on for an alias with a collection, or when the request sends ``rag`` options
+    (unless ``rag.enabled`` is false); a plain engine model without ``rag`` is a plain chat.
+    """
+    options = options or RagOptions()
+    alias_on = alias is not None and alias.collection is not None
+    sent = options.model_dump(exclude_none=True, exclude={"enabled"})
+    enabled = options.enabled if options.enabled is not None else (alias_on or bool(sent))
+    if not enabled:
+        return None
+    alias = alias or ModelAlias()
+    if options.filter is not None and not all(isinstance(k, str) for k in options.filter):
+        raise InvalidRequest("filter keys must be payload field names", param="rag.filter")
+    return RagPlan(
+        collection=options.collection or alias.collection or defaults.collection,
+        top_k=options.top_k or alias.top_k or defaults.top_k,
+        mode=SearchMode(options.mode or alias.mode or defaults.mode),
+        flt=options.filter,
+        min_score=_first_set(options.min_score, alias.min_score, defaults.min_score),
+    )
+
+
+def _first_set(*values: float | None) -> float | None:
+    return next((v for v in values if v is not None), None)
+
+
+def _passage(number: int, hit: SearchHit) -> Passage:
+    payload = hit.payload
+    page = payload.get("page")
+    return Passage(
+        number=number,
+        title=str(payload.get("title") or payload.get("section") or ""),
+        source=str(payload.get("source", "")),
+        page=int(page) if isinstance(page, int) else None,
+        text=hit.text,
+    )
+
+
+def _source(passage: Passage, hit: SearchHit) -> dict[str, Any]:
+    return {
+        "id": passage.number,
+        "title": passage.title,
+        "source": passage.source,
+        "page": passage.page,
+        "section": hit.payload.get("section"),
+        "doc_id": hit.payload.get("doc_id"),
+        "chunk_id": hit.id,
+        "score": round(hit.score, 6),
+        "text": hit.text,
+    }
+
+
+class RagPipeline:
+    def __init__(self, retriever: Retriever | None, engine: Engine, defaults: RagDefaults):
+        self._retriever = retriever
+        self._engine = engine
+        self.defaults = defaults
+
+    async def augment(
+        self,
+        messages: list[dict[str, Any]],
+        plan: RagPlan,
+        *,
+        engine_model: str,
+        max_tokens: int | None,
+        timings: Timings,
+    ) -> tuple[list[dict[str, Any]], RagContext]:
+        """Retrieve for ``messages`` and return them with the fenced passages in place."""
+        query = retrieval_query(messages)
+        context = RagContext(plan=plan, query=query)
+        hits: list[SearchHit] = []
+        try:
+            if self._retriever is None:
+                raise StoreError("retrieval is not configured on this server")
+            if query:
+                result = await self._retriever.retrieve(
+                    query,
+                    collection=plan.collection,
+                    top_k=plan.top_k,
+                    mode=plan.mode,
+                    flt=plan.flt,
+                    min_score=plan.min_score,
+                )
+                timings.add("embed", result.embed_ms)
+                timings.add("search", result.search_ms)
+                hits = result.hits
+        except CollectionNotFound:
+            raise
+        except StoreError as exc:
+            if self.defaults.on_store_error == "error":
+                raise ServiceUnavailable(
+                    f"the vector store failed: {exc}", code="store_unavailable"
+                ) from exc
+            context.degraded_reason = f"vector store unavailable: {exc}"
+            return with_context(messages, [], ""), context
+
+        with timings.stage("prompt"):
+            passages = [_passage(i, hit) for i, hit in enumerate(hits, start=1)]
+            nonce = new_fence_nonce()
+            max_len = await self._engine.max_model_len(engine_model)
+            if max_len is None:  # an engine that does not say: trust top_k
+                augmented, kept = with_context(messages, passages, nonce), passages
+            else:
+                fitted = await fit_passages(
+                    messages,
+                    passages,
+                    nonce,
+                    count_tokens=lambda chat: self._engine.count_chat_tokens(engine_model, chat),
+                    max_model_len=max_len,
+                    reserved_for_answer=max_tokens or self.defaults.answer_reserve_tokens,
+                )
+                augmented, kept = fitted.messages, fitted.passages
+                context.context_tokens = fitted.context_tokens
+        context.sources = [_source(p, hits[p.number - 1]) for p in kept]
+        return augmented, context

@@ -1,0 +1,34 @@
+"""Build the retrieval query from a conversation.
+
+Strategy: the last user turn is the query. A follow-up is often too short to stand alone
+("and in 2023?", "who made it?"), so while the query is under ``min_words`` words the
+previous user turns are prepended, most recent first, up to ``max_turns`` turns. Assistant
+turns are left out: they are the model's words, and retrieving on them amplifies its
+mistakes. System prompts are instructions, never queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+FOLLOW_UP_MIN_WORDS = 12
+FOLLOW_UP_MAX_TURNS = 2
+
+
+def retrieval_query(
+    messages: Sequence[dict[str, Any]],
+    *,
+    min_words: int = FOLLOW_UP_MIN_WORDS,
+    max_turns: int = FOLLOW_UP_MAX_TURNS,
+) -> str:
+    user_turns = [str(m["content"]).strip() for m in messages if m["role"] == "user"]
+    user_turns = [turn for turn in user_turns if turn]
+    if not user_turns:
+        return ""
+    parts = [user_turns[-1]]
+    for earlier in reversed(user_turns[:-1][-max_turns:]):
+        if sum(len(part.split()) for part in parts) >= min_words:
+            break
+        parts.insert(0, earlier)
+    return "\n".join(parts)

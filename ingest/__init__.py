@@ -1,0 +1,1 @@
+"""Ingest: loaders, chunking, and the pipeline that fills the vector store."""

@@ -1,0 +1,1 @@
+"""Retrieval: embeddings, sparse vectors, Qdrant stores, hybrid search."""
