@@ -17,6 +17,7 @@ from gateway.models import ModelRegistry
 from gateway.rag.pipeline import RagDefaults, RagPipeline
 from gateway.retrieval_setup import RetrievalStack, open_retrieval
 from gateway.settings import Settings, get_settings
+from llm.router import Router
 from llm.types import Engine
 from llm.vllm_client import VLLMClient
 
@@ -27,12 +28,20 @@ def build_engine(settings: Settings) -> Engine:
             "no engine configured: set RAGSERVE_ENGINE_URLS or start with `ragserve serve`, "
             "which launches a local engine"
         )
-    return VLLMClient(
-        settings.engine_urls[0],
-        api_key=settings.engine_api_key,
-        connect_timeout=settings.engine_connect_timeout_s,
-        first_token_timeout=settings.engine_first_token_timeout_s,
-        token_gap_timeout=settings.engine_token_gap_timeout_s,
+    clients = [
+        VLLMClient(
+            url,
+            api_key=settings.engine_api_key,
+            connect_timeout=settings.engine_connect_timeout_s,
+            first_token_timeout=settings.engine_first_token_timeout_s,
+            token_gap_timeout=settings.engine_token_gap_timeout_s,
+        )
+        for url in settings.engine_urls
+    ]
+    return Router(
+        clients,
+        failure_threshold=settings.engine_failure_threshold,
+        cooldown_s=settings.engine_cooldown_s,
     )
 
 

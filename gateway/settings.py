@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     engine_connect_timeout_s: float = 5.0
     engine_first_token_timeout_s: float = 120.0
     engine_token_gap_timeout_s: float = 60.0
+    engine_failure_threshold: int = 3  # consecutive failures that open a replica's breaker
+    engine_cooldown_s: float = 10.0  # before a half-open trial request
 
     # --- Retrieval
     store_backend: Literal["edge", "local", "server"] = "edge"

@@ -51,10 +51,11 @@ class EngineError(Exception):
 
 
 class EngineUnavailable(EngineError):
-    """No engine could be reached (connection refused, DNS, not ready)."""
+    """No engine could be reached (connection refused, DNS, busy, not ready)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message, status=503)
+        self.retry_after = retry_after
 
 
 class EngineTimeout(EngineError):

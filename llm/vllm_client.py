@@ -158,7 +158,7 @@ class VLLMClient:
         if response.status_code != 200:
             body = await response.aread()
             await response.aclose()
-            raise _status_error(response.status_code, body)
+            raise _status_error(response.status_code, body, response.headers.get("retry-after"))
         return VLLMGeneration(
             response,
             first_token_timeout=self._first_token_timeout,
@@ -222,7 +222,7 @@ def _sampling(params: GenerationParams) -> dict[str, Any]:
     return {**sampling, **params.extra}
 
 
-def _status_error(status: int, body: bytes) -> EngineError:
+def _status_error(status: int, body: bytes, retry_after: str | None = None) -> EngineError:
     try:
         message = _error_message(json.loads(body))
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -232,5 +232,14 @@ def _status_error(status: int, body: bytes) -> EngineError:
     if status == 404:
         return EngineError(message, status=404, param="model")
     if status in (429, 503):
-        return EngineUnavailable(f"the engine is busy or not ready: {message}")
+        return EngineUnavailable(
+            f"the engine is busy or not ready: {message}", retry_after=_seconds(retry_after)
+        )
     return EngineError(f"the engine failed (HTTP {status}): {message}", status=502)
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    try:
+        return float(retry_after) if retry_after else None
+    except ValueError:
+        return None  # an HTTP date: rare from engines; the cooldown applies

@@ -1,0 +1,169 @@
+"""Spread requests over several vLLM replicas.
+
+Least-outstanding-requests routing; per-replica circuit breaker (open after
+``failure_threshold`` consecutive failures, one half-open trial after ``cooldown_s``, an
+upstream ``Retry-After`` honoured); a request that fails before its first token is retried
+on another replica, never after (the client has already seen text by then).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from llm.types import (
+    Delta,
+    EngineError,
+    EngineUnavailable,
+    Generation,
+    GenerationParams,
+)
+from llm.vllm_client import VLLMClient, VLLMGeneration
+
+
+@dataclass
+class ReplicaState:
+    outstanding: int = 0
+    consecutive_failures: int = 0
+    open_until: float = 0.0  # monotonic time; 0 = closed
+    trial_in_flight: bool = False
+
+    def available(self, now: float) -> bool:
+        if self.open_until == 0.0:
+            return True
+        return now >= self.open_until and not self.trial_in_flight
+
+
+class Replica:
+    def __init__(self, client: VLLMClient) -> None:
+        self.client = client
+        self.state = ReplicaState()
+
+    @property
+    def url(self) -> str:
+        return self.client.base_url
+
+
+class RoutedGeneration:
+    """A generation that releases its replica slot when it ends."""
+
+    def __init__(self, inner: VLLMGeneration, replica: Replica, router: Router) -> None:
+        self._inner = inner
+        self._replica = replica
+        self._router = router
+        self._released = False
+        self._iter = self._deltas()
+
+    def __aiter__(self) -> AsyncIterator[Delta]:
+        return self._iter
+
+    async def _deltas(self) -> AsyncGenerator[Delta, None]:
+        try:
+            async for delta in self._inner:
+                yield delta
+        except EngineError:
+            self._router.record_failure(self._replica)
+            raise
+        finally:
+            self._release()
+
+    async def aclose(self) -> None:
+        await self._iter.aclose()
+        await self._inner.aclose()
+        self._release()
+
+    def _release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._replica.state.outstanding -= 1
+
+
+class Router:
+    """An ``Engine`` over several replicas of the same models."""
+
+    def __init__(
+        self,
+        clients: Sequence[VLLMClient],
+        *,
+        failure_threshold: int = 3,
+        cooldown_s: float = 10.0,
+    ) -> None:
+        if not clients:
+            raise ValueError("at least one engine URL is needed")
+        self.replicas = [Replica(c) for c in clients]
+        self._threshold = failure_threshold
+        self._cooldown = cooldown_s
+
+    def _candidates(self) -> list[Replica]:
+        now = time.monotonic()
+        ready = [r for r in self.replicas if r.state.available(now)]
+        return sorted(ready, key=lambda r: r.state.outstanding)
+
+    def record_failure(self, replica: Replica, retry_after: float | None = None) -> None:
+        state = replica.state
+        state.consecutive_failures += 1
+        state.trial_in_flight = False
+        if state.consecutive_failures >= self._threshold or state.open_until:
+            state.open_until = time.monotonic() + max(self._cooldown, retry_after or 0.0)
+
+    def record_success(self, replica: Replica) -> None:
+        replica.state.consecutive_failures = 0
+        replica.state.open_until = 0.0
+        replica.state.trial_in_flight = False
+
+    async def start_chat(
+        self, model: str, messages: list[dict[str, Any]], params: GenerationParams
+    ) -> Generation:
+        last_error: EngineError | None = None
+        for replica in self._candidates():
+            state = replica.state
+            if state.open_until:
+                state.trial_in_flight = True  # half-open: this request is the trial
+            state.outstanding += 1
+            try:
+                inner = await replica.client.start_chat(model, messages, params)
+            except EngineUnavailable as exc:
+                state.outstanding -= 1
+                self.record_failure(replica, exc.retry_after)
+                last_error = exc
+                continue  # nothing was sent to the client yet: try the next replica
+            except EngineError:
+                state.outstanding -= 1
+                state.trial_in_flight = False
+                raise  # the request itself is bad (400/404): another replica won't help
+            self.record_success(replica)
+            return RoutedGeneration(inner, replica, self)
+        raise last_error or EngineUnavailable("every engine replica is unavailable")
+
+    async def _first_ok(self, method: str, *args: Any) -> Any:
+        last_error: EngineError | None = None
+        for replica in self._candidates() or self.replicas:
+            try:
+                return await getattr(replica.client, method)(*args)
+            except EngineUnavailable as exc:
+                last_error = exc
+        raise last_error or EngineUnavailable("every engine replica is unavailable")
+
+    async def list_models(self) -> list[str]:
+        models: list[str] = await self._first_ok("list_models")
+        return models
+
+    async def max_model_len(self, model: str) -> int | None:
+        length: int | None = await self._first_ok("max_model_len", model)
+        return length
+
+    async def count_chat_tokens(self, model: str, messages: list[dict[str, Any]]) -> int:
+        count: int = await self._first_ok("count_chat_tokens", model, messages)
+        return count
+
+    async def is_ready(self) -> bool:
+        for replica in self.replicas:
+            if await replica.client.is_ready():
+                return True
+        return False
+
+    async def aclose(self) -> None:
+        for replica in self.replicas:
+            await replica.client.aclose()

@@ -1,0 +1,78 @@
+"""Replica routing over a real vLLM server plus a dead address (fault injection)."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from llm.router import Router
+from llm.types import EngineError, EngineUnavailable, GenerationParams
+from llm.vllm_client import VLLMClient
+from tests.conftest import MODEL_NAME
+from tests.support.processes import free_port
+
+pytestmark = pytest.mark.engine
+
+HI = [{"role": "user", "content": "Say hi."}]
+
+
+async def generate(router: Router) -> str:
+    generation = await router.start_chat(MODEL_NAME, HI, GenerationParams(max_tokens=4))
+    try:
+        return "".join([d.text async for d in generation])
+    finally:
+        await generation.aclose()
+
+
+def test_requests_fail_over_before_the_first_token_and_the_breaker_opens(engine_url: str) -> None:
+    dead = VLLMClient(f"http://127.0.0.1:{free_port()}")
+    live = VLLMClient(engine_url)
+
+    async def main() -> None:
+        router = Router([dead, live], failure_threshold=3, cooldown_s=60)
+        try:
+            texts = [await generate(router) for _ in range(6)]
+            assert all(texts)
+            dead_state, live_state = router.replicas[0].state, router.replicas[1].state
+            assert dead_state.consecutive_failures >= 3
+            assert dead_state.open_until > 0  # open: no longer tried
+            assert live_state.outstanding == 0 and dead_state.outstanding == 0
+            assert await router.list_models() == [MODEL_NAME]
+        finally:
+            await router.aclose()
+
+    anyio.run(main)
+
+
+def test_least_outstanding_spreads_concurrent_streams(engine_url: str) -> None:
+    async def main() -> None:
+        router = Router([VLLMClient(engine_url), VLLMClient(engine_url)])
+        try:
+            held = [
+                await router.start_chat(MODEL_NAME, HI, GenerationParams(max_tokens=2))
+                for _ in range(4)
+            ]
+            assert [r.state.outstanding for r in router.replicas] == [2, 2]
+            for generation in held:
+                await generation.aclose()
+            assert [r.state.outstanding for r in router.replicas] == [0, 0]
+        finally:
+            await router.aclose()
+
+    anyio.run(main)
+
+
+def test_a_bad_request_is_not_retried_and_all_dead_is_unavailable(engine_url: str) -> None:
+    async def main() -> None:
+        router = Router([VLLMClient(engine_url)])
+        with pytest.raises(EngineError) as bad:
+            await router.start_chat("no-such-model", HI, GenerationParams())
+        assert bad.value.status == 404
+        assert router.replicas[0].state.consecutive_failures == 0
+        await router.aclose()
+        dead = Router([VLLMClient(f"http://127.0.0.1:{free_port()}")])
+        with pytest.raises(EngineUnavailable):
+            await dead.start_chat(MODEL_NAME, HI, GenerationParams())
+        await dead.aclose()
+
+    anyio.run(main)
