@@ -13,6 +13,9 @@ from gateway.chat.service import ChatService
 from gateway.embeddings import routes as embedding_routes
 from gateway.embeddings.service import EmbeddingService, embedding_model_name
 from gateway.errors import install_error_handlers
+from gateway.logs import configure_logging
+from gateway.metrics import Metrics
+from gateway.middleware import RequestContextMiddleware
 from gateway.models import ModelRegistry
 from gateway.rag.pipeline import RagDefaults, RagPipeline
 from gateway.retrieval_setup import RetrievalStack, open_retrieval
@@ -71,7 +74,9 @@ def create_app(
         pipeline = RagPipeline(
             app.state.retrieval.retriever, app.state.engine, rag_defaults(settings)
         )
-        app.state.chat = ChatService(app.state.engine, app.state.models, pipeline)
+        app.state.chat = ChatService(
+            app.state.engine, app.state.models, pipeline, app.state.metrics
+        )
         app.state.embeddings = EmbeddingService(
             app.state.retrieval.embedder, embedding_model_name(settings.embedding_model)
         )
@@ -84,6 +89,9 @@ def create_app(
 
     app = FastAPI(title="ragserve", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    app.state.metrics = Metrics()
+    configure_logging(settings.log_level)
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     install_error_handlers(app)
     app.include_router(system.router)
     app.include_router(chat_routes.router)

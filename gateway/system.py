@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from gateway.errors import ERROR_RESPONSES, as_api_error, error_body
@@ -25,6 +26,16 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    registry = request.app.state.metrics.registry
+    engine = request.app.state.engine
+    for replica in getattr(engine, "replicas", []):
+        healthy = 0.0 if replica.state.open_until else 1.0
+        request.app.state.metrics.upstream_healthy.labels(replica.url).set(healthy)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz")

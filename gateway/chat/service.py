@@ -24,6 +24,7 @@ from gateway.chat.protocol import (
     now,
 )
 from gateway.errors import ErrorInfo, InvalidRequest, as_api_error
+from gateway.metrics import Metrics
 from gateway.models import ModelRegistry
 from gateway.rag.citations import cited_numbers
 from gateway.rag.pipeline import RagContext, RagPipeline, plan_retrieval
@@ -65,13 +66,17 @@ class Outcome:
     text: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
+    last_text_ms: float | None = None
 
 
 class ChatService:
-    def __init__(self, engine: Engine, registry: ModelRegistry, rag: RagPipeline) -> None:
+    def __init__(
+        self, engine: Engine, registry: ModelRegistry, rag: RagPipeline, metrics: Metrics
+    ) -> None:
         self._engine = engine
         self._registry = registry
         self._rag = rag
+        self._metrics = metrics
 
     async def prepare(self, request: ChatCompletionRequest, timings: Timings) -> PreparedChat:
         unsupported = request.unsupported_param()
@@ -94,6 +99,11 @@ class ChatService:
                 max_tokens=request.token_limit,
                 timings=timings,
             )
+            for stage in ("embed", "search", "prompt"):
+                if stage in timings.stages:
+                    self._metrics.retrieval_seconds.labels(stage).observe(
+                        timings.stages[stage] / 1000
+                    )
         return PreparedChat(
             id=completion_id(),
             created=now(),
@@ -131,14 +141,14 @@ class ChatService:
         event followed by ``[DONE]``.
         """
         outcome = Outcome()
+        self._metrics.active_streams.inc()
         try:
             yield self._chunk(
                 chat, DeltaMessage(role="assistant", content=""), **chat.first_chunk_extras()
             )
             async for delta in generation:
                 if delta.text:
-                    if not outcome.text:
-                        chat.timings.mark("engine_first_token")
+                    self._observe_text(chat, outcome)
                     outcome.text += delta.text
                     yield self._chunk(chat, DeltaMessage(content=delta.text))
                 if delta.finish_reason is not None:
@@ -155,6 +165,8 @@ class ChatService:
             yield as_api_error(exc).info()
             return
         finally:
+            self._metrics.active_streams.dec()
+            self._observe_usage(outcome)
             with anyio.CancelScope(shield=True):  # abort the engine even when cancelled
                 await generation.aclose()
         if chat.include_usage:
@@ -168,14 +180,15 @@ class ChatService:
         outcome = Outcome()
         try:
             async for delta in generation:
-                if delta.text and not outcome.text:
-                    chat.timings.mark("engine_first_token")
+                if delta.text:
+                    self._observe_text(chat, outcome)
                 outcome.text += delta.text
                 outcome.finish_reason = delta.finish_reason or outcome.finish_reason
                 outcome.usage = delta.usage or outcome.usage
         except Exception as exc:
             raise as_api_error(exc) from exc
         finally:
+            self._observe_usage(outcome)
             with anyio.CancelScope(shield=True):
                 await generation.aclose()
         return ChatCompletion(
@@ -192,6 +205,20 @@ class ChatService:
             **chat.first_chunk_extras(),
             **chat.final_extras(outcome.text),
         )
+
+    def _observe_text(self, chat: PreparedChat, outcome: Outcome) -> None:
+        now = chat.timings.elapsed_ms()
+        if outcome.last_text_ms is None:
+            chat.timings.mark("engine_first_token")
+            self._metrics.first_token_seconds.observe(now / 1000)
+        else:
+            self._metrics.inter_token_seconds.observe((now - outcome.last_text_ms) / 1000)
+        outcome.last_text_ms = now
+
+    def _observe_usage(self, outcome: Outcome) -> None:
+        if outcome.usage is not None:
+            self._metrics.tokens.labels("in").inc(outcome.usage.prompt_tokens)
+            self._metrics.tokens.labels("out").inc(outcome.usage.completion_tokens)
 
     @staticmethod
     def _chunk(
