@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from gateway import system
+from gateway.admission import Admission, Limits
+from gateway.auth import KeyRing, load_keys
 from gateway.chat import routes as chat_routes
 from gateway.chat.service import ChatService
 from gateway.embeddings import routes as embedding_routes
@@ -15,7 +17,7 @@ from gateway.embeddings.service import EmbeddingService, embedding_model_name
 from gateway.errors import install_error_handlers
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics
-from gateway.middleware import RequestContextMiddleware
+from gateway.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from gateway.models import ModelRegistry
 from gateway.rag.pipeline import RagDefaults, RagPipeline
 from gateway.retrieval_setup import RetrievalStack, open_retrieval
@@ -74,8 +76,16 @@ def create_app(
         pipeline = RagPipeline(
             app.state.retrieval.retriever, app.state.engine, rag_defaults(settings)
         )
+        app.state.keys = KeyRing(load_keys(settings.api_keys, settings.api_keys_file))
+        app.state.admission = Admission(
+            Limits(settings.max_concurrent_requests, settings.queue_size, settings.queue_timeout_s)
+        )
         app.state.chat = ChatService(
-            app.state.engine, app.state.models, pipeline, app.state.metrics
+            app.state.engine,
+            app.state.models,
+            pipeline,
+            app.state.metrics,
+            max_messages=settings.max_messages,
         )
         app.state.embeddings = EmbeddingService(
             app.state.retrieval.embedder, embedding_model_name(settings.embedding_model)
@@ -91,6 +101,11 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = Metrics()
     configure_logging(settings.log_level)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_json_bytes=settings.max_json_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     install_error_handlers(app)
     app.include_router(system.router)

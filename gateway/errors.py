@@ -39,6 +39,7 @@ class APIError(Exception):
         self.message = message
         self.param = param
         self.code = code
+        self.headers: dict[str, str] = {}
 
     def info(self) -> ErrorInfo:
         return ErrorInfo(message=self.message, type=self.type, param=self.param, code=self.code)
@@ -66,6 +67,14 @@ class UpstreamTimeout(APIError):
 class UpstreamFailed(APIError):
     status = 502
     type = "server_error"
+
+
+class PayloadTooLarge(APIError):
+    status = 413
+
+
+class UnsupportedMediaType(APIError):
+    status = 415
 
 
 _TYPE_BY_STATUS = {
@@ -158,7 +167,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return respond(error, headers=dict(exc.headers or {}))
 
     async def on_any(_: Request, exc: Exception) -> JSONResponse:
-        return respond(as_api_error(exc))
+        error = as_api_error(exc)
+        return respond(error, headers=error.headers)
 
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
@@ -166,5 +176,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 404, 500, 502, 503, 504)
+    status: {"model": ErrorResponse}
+    for status in (400, 401, 403, 404, 413, 415, 429, 500, 502, 503, 504)
 }

@@ -11,8 +11,10 @@ import re
 import time
 import uuid
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.errors import APIError, PayloadTooLarge, UnsupportedMediaType, error_body
 from gateway.metrics import Metrics
 
 log = logging.getLogger("ragserve.access")
@@ -69,3 +71,71 @@ class RequestContextMiddleware:
                     "ms": round(took * 1000, 1),
                 },
             )
+
+
+JSON_ROUTES = ("/v1/chat/completions", "/v1/embeddings", "/v1/search")
+
+
+class BodyLimitMiddleware:
+    """Refuse oversized bodies (413, chunked ones too) and non-JSON bodies to JSON routes (415).
+
+    The body is read here, within the limit, and replayed to the app: a chunked upload
+    that overruns the limit is refused as soon as it does, never buffered whole.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_json_bytes: int, max_upload_bytes: int) -> None:
+        self.app = app
+        self.max_json_bytes = max_json_bytes
+        self.max_upload_bytes = max_upload_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        headers = dict(scope["headers"])
+        if path in JSON_ROUTES:
+            ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+            if ctype != b"application/json":
+                await _refuse(scope, receive, send, UnsupportedMediaType(
+                    "send the body as JSON with 'Content-Type: application/json'",
+                    code="unsupported_media_type",
+                ))  # fmt: skip
+                return
+        limit = self.max_upload_bytes if path.startswith("/v1/documents") else self.max_json_bytes
+        too_large = PayloadTooLarge(
+            f"the request body exceeds {limit} bytes", code="request_too_large"
+        )
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _refuse(scope, receive, send, too_large)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            size += len(message.get("body", b""))
+            if size > limit:
+                await _refuse(scope, receive, send, too_large)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, error: APIError) -> None:
+    response = JSONResponse(error_body(error.info()), status_code=error.status)
+    await response(scope, receive, send)

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from gateway.auth import ApiKey
+
 
 class ModelAlias(BaseModel):
     """A public model name mapped to an engine model, a collection and RAG defaults."""
@@ -71,6 +73,17 @@ class Settings(BaseSettings):
     model_aliases: dict[str, ModelAlias] = Field(
         default_factory=lambda: {"docs": ModelAlias(collection="docs")}
     )
+
+    # --- Access and limits
+    # JSON list of {"name", "sha256", "collections", "filter", "max_concurrent_streams",
+    # "requests_per_minute"}; `ragserve keys hash SECRET` prints a sha256. Empty: no auth.
+    api_keys: list[ApiKey] = Field(default_factory=list)
+    api_keys_file: Path | None = None  # the same list, in a JSON file
+    max_concurrent_requests: int = 256  # chats in flight, all keys together
+    queue_size: int = 512  # chats waiting for a slot before 429
+    queue_timeout_s: float = 10.0  # longest wait for a slot before 429
+    max_json_bytes: int = 4 * 1024 * 1024  # request body limit (413)
+    max_messages: int = 512  # messages per chat (400)
 
     # --- Ingest
     max_upload_bytes: int = 50 * 1024 * 1024

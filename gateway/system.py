@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
+from gateway.deps import api_key
 from gateway.errors import ERROR_RESPONSES, as_api_error, error_body
 from gateway.models import ModelRegistry
 from llm.types import Engine
@@ -53,7 +54,12 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/v1/models", response_model=ModelList, responses=ERROR_RESPONSES)
+@router.get(
+    "/v1/models",
+    response_model=ModelList,
+    responses=ERROR_RESPONSES,
+    dependencies=[Depends(api_key)],
+)
 async def list_models(request: Request) -> JSONResponse:
     registry: ModelRegistry = request.app.state.models
     try:

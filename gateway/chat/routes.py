@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 
 from gateway._disconnect import ClientDisconnected, until_disconnect
+from gateway.admission import Slot
+from gateway.auth import ApiKey
 from gateway.chat.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from gateway.chat.service import ChatService, PreparedChat
+from gateway.deps import api_key
 from gateway.errors import ERROR_RESPONSES, ErrorInfo, error_body
 from gateway.timing import Timings
 from llm.types import Generation
@@ -41,16 +44,32 @@ async def sse_events(
     yield {"data": "[DONE]"}
 
 
+async def _finish(generation: Generation, slot: Slot) -> None:
+    try:
+        await generation.aclose()
+    finally:
+        slot.release()
+
+
 @router.post(
     "/v1/chat/completions",
     response_model=ChatCompletion,
     responses={**ERROR_RESPONSES, 200: {"content": {"text/event-stream": {}}}},
 )
-async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
+async def create_chat_completion(
+    body: ChatCompletionRequest,
+    request: Request,
+    key: Annotated[ApiKey | None, Depends(api_key)],
+) -> Response:
     service: ChatService = request.app.state.chat
     timings = Timings()
-    chat = await service.prepare(body, timings)
-    generation = await service.start(chat)
+    slot = await request.app.state.admission.admit(key)
+    try:
+        chat = await service.prepare(body, timings, key)
+        generation = await service.start(chat)
+    except BaseException:
+        slot.release()
+        raise
     if body.stream:
         # sse-starlette cancels the generator when the client disconnects; the service
         # then closes the engine stream, which aborts the request in vLLM.
@@ -58,7 +77,7 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
         return EventSourceResponse(
             sse_events(service, chat, generation),
             ping=15,
-            background=BackgroundTask(generation.aclose),
+            background=BackgroundTask(_finish, generation, slot),
             # What is known before the first byte; the rest travels in the final chunk.
             headers={"Server-Timing": timings.header(total=False)},
         )
@@ -66,6 +85,8 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
         completion = await until_disconnect(request, service.complete(chat, generation))
     except ClientDisconnected:
         return Response(status_code=499)
+    finally:
+        slot.release()
     return JSONResponse(
         completion.model_dump(mode="json"), headers={"Server-Timing": timings.header()}
     )

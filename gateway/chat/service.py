@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 
+from gateway.auth import ApiKey
 from gateway.chat.protocol import (
     AssistantMessage,
     ChatCompletion,
@@ -71,14 +72,23 @@ class Outcome:
 
 class ChatService:
     def __init__(
-        self, engine: Engine, registry: ModelRegistry, rag: RagPipeline, metrics: Metrics
+        self,
+        engine: Engine,
+        registry: ModelRegistry,
+        rag: RagPipeline,
+        metrics: Metrics,
+        *,
+        max_messages: int = 512,
     ) -> None:
+        self._max_messages = max_messages
         self._engine = engine
         self._registry = registry
         self._rag = rag
         self._metrics = metrics
 
-    async def prepare(self, request: ChatCompletionRequest, timings: Timings) -> PreparedChat:
+    async def prepare(
+        self, request: ChatCompletionRequest, timings: Timings, key: ApiKey | None = None
+    ) -> PreparedChat:
         unsupported = request.unsupported_param()
         if unsupported:
             raise InvalidRequest(
@@ -88,7 +98,11 @@ class ChatService:
             )
         resolved = await self._registry.resolve(request.model)
         messages = [message.engine_form() for message in request.messages]
-        plan = plan_retrieval(request.rag, resolved.alias, self._rag.defaults)
+        if len(request.messages) > self._max_messages:
+            raise InvalidRequest(
+                f"at most {self._max_messages} messages per request", param="messages"
+            )
+        plan = plan_retrieval(request.rag, resolved.alias, self._rag.defaults, key)
         timings.mark("preprocess")
         rag = None
         if plan is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from gateway.auth import ApiKey, restrict
 from gateway.chat.protocol import RagOptions
 from gateway.errors import InvalidRequest, ServiceUnavailable
 from gateway.rag.prompt import Passage, fit_passages, new_fence_nonce, with_context
@@ -76,7 +77,10 @@ class RagContext:
 
 
 def plan_retrieval(
-    options: RagOptions | None, alias: ModelAlias | None, defaults: RagDefaults
+    options: RagOptions | None,
+    alias: ModelAlias | None,
+    defaults: RagDefaults,
+    key: ApiKey | None = None,
 ) -> RagPlan | None:
     """Request fields beat the model alias, which beats the server defaults.
 
@@ -92,11 +96,12 @@ def plan_retrieval(
     alias = alias or ModelAlias()
     if options.filter is not None and not all(isinstance(k, str) for k in options.filter):
         raise InvalidRequest("filter keys must be payload field names", param="rag.filter")
+    collection = options.collection or alias.collection or defaults.collection
     return RagPlan(
-        collection=options.collection or alias.collection or defaults.collection,
+        collection=collection,
         top_k=options.top_k or alias.top_k or defaults.top_k,
         mode=SearchMode(options.mode or alias.mode or defaults.mode),
-        flt=options.filter,
+        flt=restrict(key, collection, options.filter),
         min_score=_first_set(options.min_score, alias.min_score, defaults.min_score),
     )
 

@@ -1,0 +1,98 @@
+"""API keys: bearer tokens checked against SHA-256 digests from settings.
+
+Keys are stored only as digests (``ragserve keys hash SECRET`` prints one). Each key names
+the collections it may search and an optional tenant filter that is forced onto every
+search it makes, so neither ``rag.collection`` nor ``rag.filter`` can widen its view.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, TypeAdapter
+from starlette.requests import Request
+
+from gateway.errors import APIError
+
+
+class ApiKey(BaseModel):
+    name: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    collections: list[str] | None = None  # None: every collection
+    filter: dict[str, Any] | None = None  # forced onto every search
+    max_concurrent_streams: int | None = None
+    requests_per_minute: int | None = None
+
+    def may_use(self, collection: str) -> bool:
+        return self.collections is None or collection in self.collections
+
+
+class Unauthorized(APIError):
+    status = 401
+    type = "authentication_error"
+
+
+class Forbidden(APIError):
+    status = 403
+    type = "permission_error"
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def load_keys(inline: list[ApiKey], keys_file: Path | None) -> list[ApiKey]:
+    keys = list(inline)
+    if keys_file is not None:
+        keys += TypeAdapter(list[ApiKey]).validate_python(json.loads(keys_file.read_text()))
+    return keys
+
+
+class KeyRing:
+    def __init__(self, keys: list[ApiKey]) -> None:
+        self._keys = keys
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._keys)
+
+    def authenticate(self, request: Request) -> ApiKey | None:
+        """The caller's key; None when the server has no keys. Raises ``Unauthorized``."""
+        if not self._keys:
+            return None
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized(
+                "missing API key: send 'Authorization: Bearer <key>'", code="invalid_api_key"
+            )
+        presented = digest(token.strip())
+        found: ApiKey | None = None
+        for key in self._keys:  # compare against every key, in constant time each
+            if hmac.compare_digest(presented, key.sha256):
+                found = key
+        if found is None:
+            raise Unauthorized("invalid API key", code="invalid_api_key")
+        return found
+
+
+def restrict(
+    key: ApiKey | None, collection: str, flt: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The filter a key's search runs with; ``Forbidden`` for a collection it may not use."""
+    if key is None:
+        return flt
+    if not key.may_use(collection):
+        raise Forbidden(
+            f"this API key may not use the collection '{collection}'",
+            param="rag.collection",
+            code="collection_forbidden",
+        )
+    if not key.filter:
+        return flt
+    # The key's conditions win over any the request sends for the same fields.
+    return {**(flt or {}), **key.filter}
