@@ -71,7 +71,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = engine or build_engine(settings)
-        app.state.retrieval = retrieval or await open_retrieval(settings)
+        app.state.retrieval = retrieval or await open_retrieval(
+            settings, on_batch=app.state.metrics.embed_batch_size.observe
+        )
         app.state.models = ModelRegistry(app.state.engine, settings.model_aliases)
         pipeline = RagPipeline(
             app.state.retrieval.retriever, app.state.engine, rag_defaults(settings)

@@ -172,6 +172,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    # Known errors are handled inside the middleware stack (request ids, metrics see them);
+    # a bare ``Exception`` handler runs outermost, for the truly unexpected.
+    for known in (APIError, EngineError, StoreError):
+        app.add_exception_handler(known, on_any)
     app.add_exception_handler(Exception, on_any)
 
 

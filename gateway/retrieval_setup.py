@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
@@ -43,11 +44,16 @@ def _open_store(settings: Settings) -> VectorStore:
     )
 
 
-async def open_retrieval(settings: Settings) -> RetrievalStack:
+async def open_retrieval(
+    settings: Settings, on_batch: Callable[[int], None] | None = None
+) -> RetrievalStack:
     embedder = await anyio.to_thread.run_sync(Embedder.load, settings.embedding_model)
     sparse = SparseEncoder()
     batcher = QueryBatcher(
-        embedder, window_ms=settings.embed_batch_window_ms, max_batch=settings.embed_max_batch
+        embedder,
+        window_ms=settings.embed_batch_window_ms,
+        max_batch=settings.embed_max_batch,
+        on_batch=on_batch,
     )
     try:
         store: VectorStore | None = await anyio.to_thread.run_sync(_open_store, settings)

@@ -172,6 +172,8 @@ class RagPipeline:
                 hits = result.hits
         except CollectionNotFound:
             raise
+        except ValueError as exc:  # the store refused the filter or the limits
+            raise InvalidRequest(f"invalid retrieval options: {exc}", param="rag.filter") from exc
         except StoreError as exc:
             if self.defaults.on_store_error == "error":
                 raise ServiceUnavailable(
