@@ -21,7 +21,9 @@ from gateway.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from gateway.models import ModelRegistry
 from gateway.rag.pipeline import RagDefaults, RagPipeline
 from gateway.retrieval_setup import RetrievalStack, open_retrieval
+from gateway.search import routes as search_routes
 from gateway.settings import Settings, get_settings
+from gateway.store_access import advertise, withdraw
 from llm.router import Router
 from llm.types import Engine
 from llm.vllm_client import VLLMClient
@@ -92,9 +94,11 @@ def create_app(
         app.state.embeddings = EmbeddingService(
             app.state.retrieval.embedder, embedding_model_name(settings.embedding_model)
         )
+        advertised = advertise(settings) if app.state.retrieval.store is not None else None
         try:
             yield
         finally:
+            withdraw(advertised)
             await app.state.engine.aclose()
             if retrieval is None:
                 await app.state.retrieval.aclose()
@@ -113,4 +117,5 @@ def create_app(
     app.include_router(system.router)
     app.include_router(chat_routes.router)
     app.include_router(embedding_routes.router)
+    app.include_router(search_routes.router)
     return app

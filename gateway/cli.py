@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
+import anyio
 import typer
 from rich.console import Console
 
 from gateway.settings import Settings, get_settings
+from gateway.store_access import GatewayClient, gateway_url
 
 if TYPE_CHECKING:
     from llm.launcher import LocalEngine
+    from retrieval.types import VectorStore
 
 app = typer.Typer(help="ragserve: retrieval-augmented LLM serving.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -100,6 +104,147 @@ def serve(
         if engine is not None:
             console.print("Stopping vLLM…")
             engine.stop()
+
+
+collections_app = typer.Typer(help="List or delete collections.", no_args_is_help=True)
+app.add_typer(collections_app, name="collections")
+
+
+def _local_store(settings: Settings) -> VectorStore | None:
+    """The store opened here, or None when a running gateway holds it."""
+    from retrieval.factory import open_store
+    from retrieval.types import StoreLocked
+
+    try:
+        return open_store(
+            settings.store_backend,
+            path=str(settings.qdrant_path),
+            url=settings.qdrant_url,
+            api_key=settings.qdrant_api_key,
+        )
+    except StoreLocked:
+        return None
+
+
+def _gateway(settings: Settings) -> GatewayClient:
+    client = GatewayClient(gateway_url(settings), settings.api_key)
+    console.print(f"[dim]The store is held by the gateway at {client.url}; going through it.[/]")
+    return client
+
+
+def _parse_filter(raw: str | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint="--filter") from exc
+    if not isinstance(value, dict):
+        raise typer.BadParameter('a JSON object, e.g. {"source": "a.md"}', param_hint="--filter")
+    return value
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    collection: Annotated[str | None, typer.Option(help="Collection (default: settings).")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=100)] = 5,
+    mode: Annotated[str, typer.Option(help="dense, sparse or hybrid.")] = "hybrid",
+    filter: Annotated[str | None, typer.Option(help='JSON, e.g. {"tags": ["faq"]}')] = None,
+    min_score: Annotated[float | None, typer.Option(help="Score floor.")] = None,
+) -> None:
+    """Print the passages that best match QUERY, with scores and sources."""
+    from rich.table import Table
+
+    settings = get_settings()
+    if mode not in ("dense", "sparse", "hybrid"):
+        raise typer.BadParameter("dense, sparse or hybrid", param_hint="--mode")
+    body = {
+        "query": query,
+        "collection": collection or settings.collection,
+        "top_k": top_k,
+        "mode": mode,
+        "filter": _parse_filter(filter),
+        "min_score": min_score,
+    }
+    store = _local_store(settings)
+    if store is None:
+        results = _gateway(settings).search(body)["results"]
+    else:
+        try:
+            results = anyio.run(_search_locally, settings, store, body)
+        finally:
+            store.close()
+    table = Table(title=f"{len(results)} passages for {query!r} ({mode})")
+    for column in ("#", "score", "source", "passage"):
+        table.add_column(column, overflow="fold")
+    for rank, hit in enumerate(results, start=1):
+        where = (hit.get("source") or "") + (f" p.{hit['page']}" if hit.get("page") else "")
+        text = " ".join(str(hit["text"]).split())
+        table.add_row(str(rank), f"{hit['score']:.4f}", where, text[:400])
+    Console().print(table)
+
+
+async def _search_locally(
+    settings: Settings, store: VectorStore, body: dict[str, Any]
+) -> list[dict[str, Any]]:
+    from retrieval.batching import QueryBatcher
+    from retrieval.embedder import Embedder
+    from retrieval.retriever import Retriever
+    from retrieval.sparse import SparseEncoder
+    from retrieval.types import CollectionNotFound, SearchMode
+
+    embedder = await anyio.to_thread.run_sync(Embedder.load, settings.embedding_model)
+    retriever = Retriever(QueryBatcher(embedder), SparseEncoder(), store)
+    try:
+        found = await retriever.retrieve(
+            body["query"],
+            collection=body["collection"],
+            top_k=body["top_k"],
+            mode=SearchMode(body["mode"]),
+            flt=body["filter"],
+            min_score=body["min_score"],
+        )
+    except CollectionNotFound as exc:
+        raise SystemExit(str(exc)) from exc
+    return [{"score": h.score, "text": h.text, **h.payload} for h in found.hits]
+
+
+@collections_app.command("list")
+def collections_list() -> None:
+    """List collections and their point counts."""
+    settings = get_settings()
+    store = _local_store(settings)
+    if store is None:
+        rows = [(c["name"], c["points"]) for c in _gateway(settings).collections()["data"]]
+    else:
+        try:
+            rows = [(name, store.count(name)) for name in store.list_collections()]
+        finally:
+            store.close()
+    for name, points in rows:
+        print(f"{name}\t{points}")
+
+
+@collections_app.command("delete")
+def collections_delete(
+    name: str, yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False
+) -> None:
+    """Delete a collection and every point in it."""
+    if not yes:
+        typer.confirm(f"Delete the collection '{name}' and all its points?", abort=True)
+    settings = get_settings()
+    store = _local_store(settings)
+    if store is None:
+        _gateway(settings).delete_collection(name)
+    else:
+        try:
+            if not store.collection_exists(name):
+                raise SystemExit(f"collection '{name}' does not exist")
+            store.delete_collection(name)
+        finally:
+            store.close()
+    console.print(f"Deleted the collection '{name}'.")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     # "requests_per_minute"}; `ragserve keys hash SECRET` prints a sha256. Empty: no auth.
     api_keys: list[ApiKey] = Field(default_factory=list)
     api_keys_file: Path | None = None  # the same list, in a JSON file
+    api_key: str | None = None  # what the CLI sends to a running gateway
     max_concurrent_requests: int = 256  # chats in flight, all keys together
     queue_size: int = 512  # chats waiting for a slot before 429
     queue_timeout_s: float = 10.0  # longest wait for a slot before 429

@@ -1,0 +1,1 @@
+"""POST /v1/search and the collections routes: retrieval without generation."""
