@@ -17,8 +17,14 @@ from gateway.settings import Settings, get_settings
 from gateway.store_access import GatewayClient, gateway_url
 
 if TYPE_CHECKING:
+    from ingest.indexer import IngestSummary
     from llm.launcher import LocalEngine
     from retrieval.types import VectorStore
+
+# Weights ship inside packages: never reach for a model hub, and keep its progress bars quiet.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 app = typer.Typer(help="ragserve: retrieval-augmented LLM serving.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -106,7 +112,141 @@ def serve(
             engine.stop()
 
 
-collections_app = typer.Typer(help="List or delete collections.", no_args_is_help=True)
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "ingest" / "samples"
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders to ingest.")],
+    collection: Annotated[str | None, typer.Option(help="Collection (default: settings).")] = None,
+    glob: Annotated[str | None, typer.Option(help="Only files matching, e.g. '*.md'.")] = None,
+    prune: Annotated[
+        bool, typer.Option(help="Delete stored documents under PATHS whose files are gone.")
+    ] = False,
+    tag: Annotated[list[str] | None, typer.Option(help="key=value, repeatable.")] = None,
+) -> None:
+    """Load, chunk, embed and store documents (idempotent, incremental)."""
+    from ingest.indexer import parse_tags
+
+    settings = get_settings()
+    try:
+        tags = parse_tags(tag or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--tag") from exc
+    target = collection or settings.collection
+    store = _local_store(settings)
+    if store is None:
+        summary = _ingest_through_gateway(_gateway(settings), paths, target, glob, prune, tags)
+    else:
+        try:
+            summary = _ingest_locally(settings, store, paths, target, glob, prune, tags)
+        finally:
+            store.close()
+    _print_summary(summary)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _ingest_locally(
+    settings: Settings,
+    store: VectorStore,
+    paths: list[Path],
+    collection: str,
+    glob: str | None,
+    prune: bool,
+    tags: dict[str, str],
+) -> IngestSummary:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ingest.indexer import Indexer, discover
+    from retrieval.embedder import Embedder
+    from retrieval.sparse import SparseEncoder
+
+    with console.status("Loading the embedding model…"):
+        embedder = Embedder.load(settings.embedding_model)
+    indexer = Indexer(store, embedder, SparseEncoder(), collection,
+                      max_bytes=settings.max_upload_bytes)  # fmt: skip
+    files = discover(paths, glob, lambda path, why: None)
+    chunks = 0
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[chunks]} chunks, {task.fields[rate]:.1f} chunks/s"),
+        TimeElapsedColumn(), console=console, disable=not console.is_terminal,
+    )  # fmt: skip
+    with progress:
+        task = progress.add_task("Ingesting", total=len(files), chunks=0, rate=0.0)
+
+        def on_file(path: Path, n: int) -> None:
+            nonlocal chunks
+            chunks += n
+            elapsed = progress.tasks[task].elapsed or 1e-9
+            progress.update(task, advance=1, chunks=chunks, rate=chunks / elapsed)
+
+        return indexer.ingest_paths(
+            paths, glob=glob, prune=prune, tags=tags, on_file=on_file,
+            on_skip=lambda path, why: console.print(f"[yellow]skipped[/] {path}: {why}"),
+        )  # fmt: skip
+
+
+def _ingest_through_gateway(
+    client: GatewayClient,
+    paths: list[Path],
+    collection: str,
+    glob: str | None,
+    prune: bool,
+    tags: dict[str, str],
+) -> IngestSummary:
+    import time
+
+    from ingest.indexer import IngestSummary, discover
+
+    summary = IngestSummary()
+    began = time.perf_counter()
+    seen: set[str] = set()
+    skip = lambda path, why: console.print(f"[yellow]skipped[/] {path}: {why}")  # noqa: E731
+    for path in discover(paths, glob, skip):
+        doc_id = str(path.resolve())
+        seen.add(doc_id)
+        form = {"collection": collection, "doc_id": doc_id, "tags": json.dumps(tags)}
+        try:
+            result = client.upload(path, form)
+        except SystemExit as exc:
+            summary.failed += 1
+            summary.failures.append((str(path), str(exc)))
+            continue
+        summary.count(result["status"])
+        summary.chunks += result["chunks"] if result["status"] != "unchanged" else 0
+        summary.warnings += [(str(path), w) for w in result.get("warnings", [])]
+    if prune:
+        prefixes = [str(p.resolve()) for p in paths]
+        for doc in client.documents(collection)["data"]:
+            doc_id = doc["id"]
+            under = any(doc_id == p or doc_id.startswith(p.rstrip("/") + "/") for p in prefixes)
+            if under and doc_id not in seen:
+                client.delete_document(collection, doc_id)
+                summary.deleted += 1
+    summary.elapsed_s = time.perf_counter() - began
+    return summary
+
+
+def _print_summary(summary: IngestSummary) -> None:
+    for path, warning in summary.warnings:
+        console.print(f"[yellow]warning[/] {path}: {warning}")
+    for path, reason in summary.failures:
+        console.print(f"[red]failed[/] {path}: {reason}")
+    console.print(
+        f"added {summary.added}, updated {summary.updated}, skipped {summary.skipped}, "
+        f"deleted {summary.deleted}, failed {summary.failed}; {summary.chunks} chunks in "
+        f"{summary.elapsed_s:.1f} s ({summary.chunks_per_s:.1f} chunks/s)"
+    )
+
+
+collections_# Weights ship inside packages: never reach for a model hub, and keep its progress bars quiet.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+app = typer.Typer(help="List or delete collections.", no_args_is_help=True)
 app.add_typer(collections_app, name="collections")
 
 

@@ -1,0 +1,1 @@
+"""The documents API: upload files into a collection, list and delete documents."""
