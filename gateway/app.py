@@ -12,6 +12,8 @@ from gateway.admission import Admission, Limits
 from gateway.auth import KeyRing, load_keys
 from gateway.chat import routes as chat_routes
 from gateway.chat.service import ChatService
+from gateway.documents import routes as document_routes
+from gateway.documents.service import DocumentService
 from gateway.embeddings import routes as embedding_routes
 from gateway.embeddings.service import EmbeddingService, embedding_model_name
 from gateway.errors import install_error_handlers
@@ -94,6 +96,12 @@ def create_app(
         app.state.embeddings = EmbeddingService(
             app.state.retrieval.embedder, embedding_model_name(settings.embedding_model)
         )
+        stack = app.state.retrieval
+        app.state.documents = (
+            DocumentService(stack.store, stack.embedder, stack.sparse, settings.max_upload_bytes)
+            if stack.store is not None
+            else None
+        )
         advertised = advertise(settings) if app.state.retrieval.store is not None else None
         try:
             yield
@@ -118,4 +126,5 @@ def create_app(
     app.include_router(chat_routes.router)
     app.include_router(embedding_routes.router)
     app.include_router(search_routes.router)
+    app.include_router(document_routes.router)
     return app

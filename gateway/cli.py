@@ -94,6 +94,8 @@ def serve(
         settings.engine_urls = engine_url
     settings.host = host or settings.host
     settings.port = port or settings.port
+    if settings.samples_on_first_start:
+        _ingest_samples_once(settings)
     engine = _start_local_engine(settings) if settings.local_engine else None
     try:
         if engine is not None:
@@ -241,12 +243,24 @@ def _print_summary(summary: IngestSummary) -> None:
     )
 
 
-collections_# Weights ship inside packages: never reach for a model hub, and keep its progress bars quiet.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+def _ingest_samples_once(settings: Settings) -> None:
+    """A first start on an empty store ingests the sample corpus, so RAG answers at once."""
+    store = _local_store(settings)
+    if store is None:
+        return
+    try:
+        if store.list_collections():
+            return
+        console.print(f"Empty store: ingesting the sample corpus into '{settings.collection}'…")
+        summary = _ingest_locally(
+            settings, store, [SAMPLES_DIR], settings.collection, None, False, {}
+        )
+        _print_summary(summary)
+    finally:
+        store.close()
 
-app = typer.Typer(help="List or delete collections.", no_args_is_help=True)
+
+collections_app = typer.Typer(help="List or delete collections.", no_args_is_help=True)
 app.add_typer(collections_app, name="collections")
 
 

@@ -1,0 +1,150 @@
+"""Documents in a collection: upload through the ingest pipeline, list, delete."""
+
+from __future__ import annotations
+
+import json
+from pathlib import PurePosixPath, PureWindowsPath
+
+import anyio
+
+from gateway.auth import ApiKey, Forbidden
+from gateway.documents.protocol import DeleteResult, DocumentInfo, UploadResult
+from gateway.errors import InvalidRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
+from ingest.documents import SUPPORTED_SUFFIXES, LoadError, UnsupportedType
+from ingest.indexer import Indexer, parse_tags
+from retrieval.embedder import Embedder
+from retrieval.sparse import SparseEncoder
+from retrieval.types import VectorStore
+
+
+def safe_filename(name: str) -> str:
+    """The last path component only: an upload named ``../../etc/passwd`` is ``passwd``."""
+    base = PureWindowsPath(PurePosixPath(name).name).name.strip()
+    if not base or base in (".", ".."):
+        raise InvalidRequest("the uploaded file has no usable name", param="file")
+    return base
+
+
+def parse_form_tags(raw: str | None) -> dict[str, str]:
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        try:
+            return parse_tags(part for part in raw.split(",") if part.strip())
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), param="tags") from exc
+    if not isinstance(value, dict):
+        raise InvalidRequest('tags: a JSON object like {"team": "ops"}', param="tags")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+class DocumentService:
+    """Writes are serialised: one indexer at a time keeps a collection's bookkeeping exact."""
+
+    def __init__(
+        self, store: VectorStore, embedder: Embedder, sparse: SparseEncoder, max_bytes: int
+    ) -> None:
+        self._store = store
+        self._embedder = embedder
+        self._sparse = sparse
+        self._max_bytes = max_bytes
+        self._write_lock = anyio.Lock()
+
+    def _allowed(self, key: ApiKey | None, collection: str) -> None:
+        if key is not None and not key.may_use(collection):
+            raise Forbidden(
+                f"this API key may not use the collection '{collection}'", param="collection"
+            )
+
+    async def upload(
+        self,
+        data: bytes,
+        filename: str,
+        *,
+        collection: str,
+        doc_id: str | None,
+        tags: dict[str, str],
+        key: ApiKey | None,
+    ) -> UploadResult:
+        self._allowed(key, collection)
+        name = safe_filename(filename)
+        if not name.lower().endswith(SUPPORTED_SUFFIXES):
+            raise UnsupportedMediaType(
+                f"'{name}': supported types are {', '.join(SUPPORTED_SUFFIXES)}",
+                param="file",
+                code="unsupported_file_type",
+            )
+        if len(data) > self._max_bytes:
+            raise PayloadTooLarge(f"the file exceeds {self._max_bytes} bytes", param="file")
+        if key is not None and key.filter:
+            tags = {**tags, **{k: str(v) for k, v in key.filter.items()}}
+
+        def run() -> UploadResult:
+            indexer = Indexer(self._store, self._embedder, self._sparse, collection)
+            status, chunks, warnings = indexer.ingest_bytes(
+                data, name, doc_id=doc_id or name, tags=tags
+            )
+            if status == "empty":
+                warnings = [*warnings, "the document has no text: nothing was indexed"]
+            return UploadResult(
+                id=doc_id or name,
+                collection=collection,
+                status="unchanged" if status == "empty" else status,
+                chunks=chunks,
+                warnings=warnings,
+            )
+
+        try:
+            async with self._write_lock:
+                return await anyio.to_thread.run_sync(run)
+        except UnsupportedType as exc:
+            raise UnsupportedMediaType(str(exc), param="file") from exc
+        except LoadError as exc:
+            raise InvalidRequest(f"'{name}' could not be read: {exc}", param="file") from exc
+
+    async def list(self, collection: str, key: ApiKey | None) -> list[DocumentInfo]:
+        self._allowed(key, collection)
+
+        def run() -> list[DocumentInfo]:
+            if not self._store.collection_exists(collection):
+                raise NotFound(
+                    f"collection '{collection}' does not exist", param="collection",
+                    code="collection_not_found",
+                )  # fmt: skip
+            hashes = self._store.document_hashes(collection)
+            return [
+                DocumentInfo(
+                    id=doc_id,
+                    collection=collection,
+                    doc_hash=doc_hash,
+                    chunks=self._store.count(collection, {"doc_id": doc_id}),
+                )  # fmt: skip
+                for doc_id, doc_hash in sorted(hashes.items())
+            ]
+
+        return await anyio.to_thread.run_sync(run)
+
+    async def delete(self, collection: str, doc_id: str, key: ApiKey | None) -> DeleteResult:
+        self._allowed(key, collection)
+
+        def run() -> int:
+            if not self._store.collection_exists(collection):
+                raise NotFound(
+                    f"collection '{collection}' does not exist", param="collection",
+                    code="collection_not_found",
+                )  # fmt: skip
+            chunks = self._store.count(collection, {"doc_id": doc_id})
+            if chunks:
+                self._store.delete(collection, {"doc_id": doc_id})
+            return chunks
+
+        async with self._write_lock:
+            chunks = await anyio.to_thread.run_sync(run)
+        if not chunks:
+            raise NotFound(
+                f"no document '{doc_id}' in '{collection}'", param="doc_id",
+                code="document_not_found",
+            )  # fmt: skip
+        return DeleteResult(id=doc_id, deleted=True, chunks=chunks)
