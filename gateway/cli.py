@@ -200,7 +200,7 @@ def _ingest_through_gateway(
 ) -> IngestSummary:
     import time
 
-    from ingest.indexer import IngestSummary, discover
+    from ingest.indexer import IngestSummary, discover, display_path
 
     summary = IngestSummary()
     began = time.perf_counter()
@@ -210,6 +210,7 @@ def _ingest_through_gateway(
         doc_id = str(path.resolve())
         seen.add(doc_id)
         form = {"collection": collection, "doc_id": doc_id, "tags": json.dumps(tags)}
+        form["source"] = display_path(path)
         try:
             result = client.upload(path, form)
         except SystemExit as exc:

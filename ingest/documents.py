@@ -152,6 +152,8 @@ def _split_on_headings(text: str) -> tuple[str | None, list[Section]]:
 _NOT_CONTENT = ("script", "style", "noscript", "nav", "header", "footer", "aside", "form",
                 "template", "svg", "iframe")  # fmt: skip
 _HEADING_MARK = "\u0000H\u0000"
+_BLOCKS = ("p", "li", "div", "pre", "blockquote", "tr", "table", "ul", "ol", "dd", "dt",
+           "section", "article")  # fmt: skip
 
 
 def _load_html(data: bytes, warnings: list[str]) -> tuple[str | None, list[Section]]:
@@ -163,9 +165,16 @@ def _load_html(data: bytes, warnings: list[str]) -> tuple[str | None, list[Secti
     page_title = soup.title.get_text(" ", strip=True) if soup.title else None
     root = soup.find("main") or soup.find("article") or soup.body or soup
     for heading in root.find_all(["h1", "h2", "h3", "h4"]):
-        heading.replace_with(f"\n{_HEADING_MARK}{heading.get_text(' ', strip=True)}\n")
-    text = root.get_text("\n")
-    text = re.sub(r"[ \t]*\n[ \t\n]*\n", "\n\n", text)  # collapse blank-line runs
+        heading.replace_with(f"\n\n{_HEADING_MARK}{heading.get_text(' ', strip=True)}\n\n")
+    for block in root.find_all(_BLOCKS):
+        block.insert_after("\n\n")
+    for br in root.find_all("br"):
+        br.replace_with("\n")
+    # Inline tags (<code>, <a>) flow inside their paragraph; blocks are blank-line apart.
+    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", root.get_text(" "))]
+    text = "\n\n".join(p for p in paragraphs if p)
+    text = text.replace(f"\n\n{_HEADING_MARK}", f"\n{_HEADING_MARK}")
+    text = re.sub(f"({_HEADING_MARK}[^\n]*)\n\n", "\\1\n", text)
     first_heading: str | None = None
     # re.split alternates [text, heading, text, heading, ...]; rebuild pairs properly.
     parts = re.split(f"\n{_HEADING_MARK}(.*)\n", "\n" + text)

@@ -193,9 +193,15 @@ class Indexer:
     # -- files -------------------------------------------------------------------------
 
     def ingest_bytes(
-        self, data: bytes, filename: str, *, doc_id: str, tags: dict[str, str] | None = None
+        self,
+        data: bytes,
+        filename: str,
+        *,
+        doc_id: str,
+        source: str | None = None,
+        tags: dict[str, str] | None = None,
     ) -> tuple[Status, int, list[str]]:
-        document = load_bytes(data, filename, doc_id=doc_id, source=filename)
+        document = load_bytes(data, filename, doc_id=doc_id, source=source or filename)
         status, chunks = self.index(document, tags)
         return status, chunks, document.warnings
 
@@ -217,7 +223,7 @@ class Indexer:
             doc_id = str(path.resolve())
             seen.add(doc_id)
             try:
-                document = load_file(path, doc_id=doc_id, source=_display(path),
+                document = load_file(path, doc_id=doc_id, source=display_path(path),
                                      max_bytes=self.max_bytes)  # fmt: skip
                 status, chunks = self.index(document, tags)
             except UnsupportedType as exc:
@@ -237,6 +243,9 @@ class Indexer:
                 on_file(path, chunks)
         if prune:
             summary.deleted = self.prune(paths, seen)
+        if summary.added or summary.updated or summary.deleted:
+            # Edge has no background optimizer: index the new segments once, after the bulk.
+            self.store.optimize(self.collection)
         summary.elapsed_s = time.perf_counter() - began
         return summary
 
@@ -254,7 +263,8 @@ class Indexer:
         return len(gone)
 
 
-def _display(path: Path) -> str:
+def display_path(path: Path) -> str:
+    """How a file is named in sources: relative to the working folder when inside it."""
     try:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:

@@ -57,6 +57,10 @@ class StoreError(Exception):
     """The vector store failed or is unreachable."""
 
 
+class StoreLocked(StoreError):
+    """Another process holds the embedded store's folder (one process per folder)."""
+
+
 class CollectionNotFound(StoreError):
     def __init__(self, name: str) -> None:
         super().__init__(f"collection '{name}' does not exist")
@@ -92,7 +96,14 @@ class VectorStore(Protocol):
         top_k: int,
         flt: PayloadFilter | None = None,
         score_threshold: float | None = None,
-    ) -> list[SearchHit]: ...
+    ) -> list[SearchHit]:
+        """Best ``top_k`` hits, best first.
+
+        ``score_threshold`` bounds, by mode: dense, the cosine similarity; sparse, the
+        BM25 x IDF score; hybrid, the cosine similarity of the dense candidates (keyword
+        candidates are kept whatever their score). Hybrid scores are RRF scores (rank-based,
+        at most 2/61 with k=60), so compare them only within one result list.
+        """
 
     def document_hashes(self, name: str) -> dict[str, str]:
         """Map each stored ``doc_id`` to its ``doc_hash`` (for incremental ingest)."""
@@ -102,5 +113,8 @@ class VectorStore(Protocol):
 
     def switch_alias(self, alias: str, collection: str) -> None:
         """Point ``alias`` at ``collection`` atomically; drop what it pointed at."""
+
+    def optimize(self, name: str) -> None:
+        """Build search indexes now (call after a bulk ingest); a no-op where that is automatic."""
 
     def close(self) -> None: ...

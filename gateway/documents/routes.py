@@ -33,6 +33,7 @@ async def upload_document(
     collection: Annotated[str | None, Form(min_length=1, max_length=255)] = None,
     doc_id: Annotated[str | None, Form(min_length=1, max_length=1024)] = None,
     tags: Annotated[str | None, Form(description='JSON object, e.g. {"team": "ops"}')] = None,
+    source: Annotated[str | None, Form(max_length=1024)] = None,
 ) -> UploadResult:
     data = await file.read()
     return await _service(request).upload(
@@ -40,6 +41,7 @@ async def upload_document(
         file.filename or "",
         collection=collection or request.app.state.settings.collection,
         doc_id=doc_id,
+        source=source,
         tags=parse_form_tags(tags),
         key=key,
     )

@@ -65,6 +65,7 @@ class DocumentService:
         *,
         collection: str,
         doc_id: str | None,
+        source: str | None = None,
         tags: dict[str, str],
         key: ApiKey | None,
     ) -> UploadResult:
@@ -84,7 +85,7 @@ class DocumentService:
         def run() -> UploadResult:
             indexer = Indexer(self._store, self._embedder, self._sparse, collection)
             status, chunks, warnings = indexer.ingest_bytes(
-                data, name, doc_id=doc_id or name, tags=tags
+                data, name, doc_id=doc_id or name, source=source, tags=tags
             )
             if status == "empty":
                 warnings = [*warnings, "the document has no text: nothing was indexed"]
