@@ -42,13 +42,34 @@ def engine_url(artifacts_dir: Path) -> Iterator[str]:
         yield engine.config.url
 
 
+SAMPLES = REPO / "ingest" / "samples"
+
+
 @pytest.fixture(scope="session")
-def gateway_url(
-    engine_url: str, artifacts_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def seeded_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An embedded store holding the sample corpus in the collection 'docs'."""
+    from ingest.indexer import Indexer
+    from retrieval.embedder import Embedder
+    from retrieval.factory import open_store
+    from retrieval.sparse import SparseEncoder
+
+    path = tmp_path_factory.mktemp("qdrant")
+    store = open_store("edge", path=str(path))
+    try:
+        summary = Indexer(store, Embedder.load(), SparseEncoder(), "docs").ingest_paths([SAMPLES])
+        assert summary.added == 4 and not summary.failed
+    finally:
+        store.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def gateway_url(engine_url: str, artifacts_dir: Path, seeded_store: Path) -> Iterator[str]:
+    port = free_port()
     env = {
         "RAGSERVE_ENGINE_URLS": engine_url,
-        "RAGSERVE_QDRANT_PATH": str(tmp_path_factory.mktemp("qdrant")),
+        "RAGSERVE_QDRANT_PATH": str(seeded_store),
+        "RAGSERVE_PORT": str(port),
     }
-    with gateway_process(env, artifacts_dir / "gateway.log") as url:
+    with gateway_process(env, artifacts_dir / "gateway.log", port=port) as url:
         yield url

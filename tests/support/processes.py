@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -50,11 +51,17 @@ def stop(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
 
 @contextmanager
 def gateway_process(
-    env: Mapping[str, str], log: Path, *, ready_path: str = "/healthz", timeout: float = 120.0
+    env: Mapping[str, str],
+    log: Path,
+    *,
+    port: int | None = None,
+    ready_path: str = "/healthz",
+    timeout: float = 120.0,
 ) -> Iterator[str]:
     """A real ``uvicorn gateway.app:create_app`` process; yields its base URL."""
-    port = free_port()
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **env}
+    port = port or free_port()
+    scratch = tempfile.mkdtemp(prefix="ragserve-store-")  # never the repo's data/qdrant
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAGSERVE_QDRANT_PATH": scratch, **env}
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [
