@@ -49,8 +49,10 @@ async def one_stream(client: httpx.AsyncClient, url: str, body: dict, run: Run) 
                     raise RuntimeError(chunk["error"])
                 if chunk.get("usage"):
                     run.tokens += chunk["usage"]["completion_tokens"]
-                if first is None and chunk.get("choices") and chunk["choices"][0]["delta"].get(
-                    "content"
+                if (
+                    first is None
+                    and chunk.get("choices")
+                    and chunk["choices"][0]["delta"].get("content")
                 ):
                     first = time.perf_counter()
                     run.ttft_ms.append((first - began) * 1000)
