@@ -402,5 +402,17 @@ def collections_delete(
     console.print(f"Deleted the collection '{name}'.")
 
 
+keys_app = typer.Typer(help="API key helpers.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("hash")
+def keys_hash(secret: Annotated[str, typer.Argument(help="The API key to hash.")]) -> None:
+    """Print the sha256 to put in RAGSERVE_API_KEYS (the server never stores the key)."""
+    from gateway.auth import digest
+
+    print(digest(secret))
+
+
 if __name__ == "__main__":
     app()

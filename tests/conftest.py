@@ -45,15 +45,13 @@ def engine_url(artifacts_dir: Path) -> Iterator[str]:
 SAMPLES = REPO / "ingest" / "samples"
 
 
-@pytest.fixture(scope="session")
-def seeded_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An embedded store holding the sample corpus in the collection 'docs'."""
+def seed_store(path: Path) -> Path:
+    """An embedded store at ``path`` holding the sample corpus in the collection 'docs'."""
     from ingest.indexer import Indexer
     from retrieval.embedder import Embedder
     from retrieval.factory import open_store
     from retrieval.sparse import SparseEncoder
 
-    path = tmp_path_factory.mktemp("qdrant")
     store = open_store("edge", path=str(path))
     try:
         summary = Indexer(store, Embedder.load(), SparseEncoder(), "docs").ingest_paths([SAMPLES])
@@ -61,6 +59,11 @@ def seeded_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     finally:
         store.close()
     return path
+
+
+@pytest.fixture(scope="session")
+def seeded_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return seed_store(tmp_path_factory.mktemp("qdrant"))
 
 
 @pytest.fixture(scope="session")
