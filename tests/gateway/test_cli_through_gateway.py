@@ -1,0 +1,84 @@
+"""`ragserve ingest/search/collections` while a gateway holds the embedded store.
+
+The embedded engine admits one process per folder; the CLI must go through the running
+gateway's HTTP API instead of failing on the lock. No engine is needed for this.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.processes import REPO, free_port, gateway_process
+
+
+@pytest.fixture(scope="module")
+def held_store(tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path
+               ) -> Iterator[tuple[str, Path]]:  # fmt: skip
+    store = tmp_path_factory.mktemp("held")
+    port = free_port()
+    env = {
+        "RAGSERVE_ENGINE_URLS": f"http://127.0.0.1:{free_port()}",  # chats are not used here
+        "RAGSERVE_QDRANT_PATH": str(store),
+        "RAGSERVE_PORT": str(port),
+    }
+    with gateway_process(env, artifacts_dir / "gateway-held.log", port=port) as url:
+        yield url, store
+
+
+def ragserve(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RAGSERVE_QDRANT_PATH": str(store), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_ingest_search_and_collections_go_through_the_gateway(
+    held_store: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, store = held_store
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "zephyr.md").write_text("# Zephyr\n\nThe Zephyr-9 rotor was designed by Oona Falk.\n")
+    (docs / "notes.txt").write_text("Unrelated notes about lunch.\n")
+
+    first = ragserve(store, "ingest", str(docs), "--collection", "mine", "--tag", "team=ops")
+    assert first.returncode == 0, first.stderr
+    assert "going through it" in first.stderr
+    assert "added 2" in first.stderr and "lock" not in first.stderr.lower()
+
+    again = ragserve(store, "ingest", str(docs), "--collection", "mine")
+    assert again.returncode == 0 and "skipped 2" in again.stderr
+
+    found = ragserve(store, "search", "Who designed the Zephyr-9 rotor?", "--collection", "mine",
+                     "--top-k", "1", "--filter", '{"tags": ["team=ops"]}')  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    assert "Oona" in found.stdout
+
+    listed = ragserve(store, "collections", "list")
+    assert "mine\t2" in listed.stdout
+
+    (docs / "notes.txt").unlink()
+    pruned = ragserve(store, "ingest", str(docs), "--collection", "mine", "--prune")
+    assert pruned.returncode == 0 and "deleted 1" in pruned.stderr
+    documents = httpx.get(f"{url}/v1/documents", params={"collection": "mine"}).json()["data"]
+    assert [d["id"] for d in documents] == [str((docs / "zephyr.md").resolve())]
+
+
+def test_a_failed_file_makes_the_cli_exit_non_zero(held_store: tuple[str, Path], tmp_path: Path
+                                                   ) -> None:  # fmt: skip
+    _, store = held_store
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 not a pdf at all")
+    (tmp_path / "fine.txt").write_text("A fine document.")
+    result = ragserve(store, "ingest", str(tmp_path), "--collection", "mixed")
+    assert result.returncode == 1
+    assert (
+        "broken.pdf" in result.stderr and "added 1" in result.stderr and "failed 1" in result.stderr
+    )
