@@ -212,12 +212,12 @@ def test_client_disconnect_aborts_the_engine_request(gateway_url: str, engine_ur
     story = [{"role": "user", "content": "Write a very long story about a dragon."}]
     body = {"model": MODEL_NAME, "stream": True, "max_tokens": 1500, "messages": story}
     with httpx.stream("POST", f"{gateway_url}/v1/chat/completions", json=body, timeout=60) as r:
+        lines = r.iter_lines()  # kept: a dropped line iterator makes httpx close the stream
         frames = 0
-        for line in r.iter_lines():
-            frames += line.startswith("data: ")
-            if frames >= 5:
-                break
+        while frames < 5:
+            frames += next(lines).startswith("data: ")
         assert _engine_metric(engine_url, "vllm:num_requests_running") == 1
+    # Leaving the block closes the connection: the client has gone.
     left = time.monotonic()
     while _engine_metric(engine_url, "vllm:num_requests_running") > 0:
         assert time.monotonic() - left < 1.0, "vLLM still generating 1 s after the disconnect"
