@@ -60,13 +60,14 @@ async def first_token_ms(
         response.raise_for_status()
         if "server-timing" in response.headers:
             stages.append(server_timing(response.headers["server-timing"]))
-        async for line in response.aiter_lines():
+        lines = response.aiter_lines()  # one iterator: the body can be read only once
+        async for line in lines:
             if '"content":"' in line and '"content":""' not in line:
                 took = (time.perf_counter() - began) * 1000
                 break
         else:
             raise RuntimeError("no token")
-        async for _ in response.aiter_lines():
+        async for _ in lines:
             pass
     return took
 
