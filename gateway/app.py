@@ -17,6 +17,7 @@ from gateway.documents.service import DocumentService
 from gateway.embeddings import routes as embedding_routes
 from gateway.embeddings.service import EmbeddingService, embedding_model_name
 from gateway.errors import install_error_handlers
+from gateway.lifecycle import Lifecycle
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics
 from gateway.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -82,6 +83,7 @@ def create_app(
         pipeline = RagPipeline(
             app.state.retrieval.retriever, app.state.engine, rag_defaults(settings)
         )
+        app.state.lifecycle.install()
         app.state.keys = KeyRing(load_keys(settings.api_keys, settings.api_keys_file))
         app.state.admission = Admission(
             Limits(settings.max_concurrent_requests, settings.queue_size, settings.queue_timeout_s)
@@ -114,6 +116,7 @@ def create_app(
     app = FastAPI(title="ragserve", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = Metrics()
+    app.state.lifecycle = Lifecycle(settings.drain_timeout_s)
     configure_logging(settings.log_level)
     app.add_middleware(
         BodyLimitMiddleware,

@@ -106,7 +106,7 @@ def serve(
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
-            timeout_graceful_shutdown=10,
+            timeout_graceful_shutdown=int(settings.drain_timeout_s) + 10,
         )
     finally:
         if engine is not None:

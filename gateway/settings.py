@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     queue_timeout_s: float = 10.0  # longest wait for a slot before 429
     max_json_bytes: int = 4 * 1024 * 1024  # request body limit (413)
     max_messages: int = 512  # messages per chat (400)
+    drain_timeout_s: float = 30.0  # on SIGTERM: how long in-flight streams may run on
 
     # --- Ingest
     max_upload_bytes: int = 50 * 1024 * 1024

@@ -46,6 +46,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "not ready"}})
 async def readyz(request: Request) -> JSONResponse:
+    if request.app.state.lifecycle.draining:
+        return JSONResponse({"status": "draining", "engine": None}, status_code=503)
     engine: Engine = request.app.state.engine
     ready = await engine.is_ready()
     return JSONResponse(

@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
@@ -17,7 +18,8 @@ from gateway.auth import ApiKey
 from gateway.chat.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from gateway.chat.service import ChatService, PreparedChat
 from gateway.deps import api_key
-from gateway.errors import ERROR_RESPONSES, ErrorInfo, error_body
+from gateway.errors import ERROR_RESPONSES, ErrorInfo, ServiceUnavailable, error_body
+from gateway.lifecycle import Lifecycle
 from gateway.timing import Timings
 from llm.types import Generation
 
@@ -33,14 +35,38 @@ def chunk_wire(chunk: ChatCompletionChunk) -> dict[str, Any]:
     return body
 
 
+SHUTTING_DOWN = ErrorInfo(
+    message="the server is shutting down and ended this stream; retry the request",
+    type="server_error",
+    code="server_shutting_down",
+)
+
+
 async def sse_events(
-    service: ChatService, chat: PreparedChat, generation: Generation
+    service: ChatService, chat: PreparedChat, generation: Generation, lifecycle: Lifecycle
 ) -> AsyncIterator[dict[str, str]]:
-    async for item in service.stream(chat, generation):
-        if isinstance(item, ErrorInfo):
-            yield {"data": json.dumps(error_body(item))}
-            break
-        yield {"data": json.dumps(chunk_wire(item), separators=(",", ":"))}
+    stream = service.stream(chat, generation)
+    try:
+        while True:
+            # The drain deadline may cut a wait for the next chunk (the engine is aborted).
+            scope = lifecycle.stream_scope()
+            try:
+                with scope:
+                    item = await stream.__anext__()
+            except StopAsyncIteration:
+                break
+            finally:
+                lifecycle.release(scope)
+            if scope.cancelled_caught:
+                yield {"data": json.dumps(error_body(SHUTTING_DOWN))}
+                break
+            if isinstance(item, ErrorInfo):
+                yield {"data": json.dumps(error_body(item))}
+                break
+            yield {"data": json.dumps(chunk_wire(item), separators=(",", ":"))}
+    finally:
+        with anyio.CancelScope(shield=True):
+            await stream.aclose()
     yield {"data": "[DONE]"}
 
 
@@ -62,6 +88,11 @@ async def create_chat_completion(
     key: Annotated[ApiKey | None, Depends(api_key)],
 ) -> Response:
     service: ChatService = request.app.state.chat
+    lifecycle: Lifecycle = request.app.state.lifecycle
+    if lifecycle.draining:
+        raise ServiceUnavailable(
+            "the server is shutting down; retry the request", code="server_shutting_down"
+        )
     timings = Timings()
     slot = await request.app.state.admission.admit(key)
     try:
@@ -75,8 +106,11 @@ async def create_chat_completion(
         # then closes the engine stream, which aborts the request in vLLM.
         # The background close covers a client gone before the first event was pulled.
         return EventSourceResponse(
-            sse_events(service, chat, generation),
+            sse_events(service, chat, generation, lifecycle),
             ping=15,
+            # Our drain deadline ends streams with an error event; sse-starlette's own
+            # exit handling would cut them at once, so it waits a little longer.
+            shutdown_grace_period=lifecycle.drain_timeout_s + 5,
             background=BackgroundTask(_finish, generation, slot),
             # What is known before the first byte; the rest travels in the final chunk.
             headers={"Server-Timing": timings.header(total=False)},

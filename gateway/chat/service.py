@@ -5,7 +5,7 @@ The stream is an async generator of typed chunks; SSE framing happens in the rou
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,7 +147,7 @@ class ChatService:
 
     async def stream(
         self, chat: PreparedChat, generation: Generation
-    ) -> AsyncIterator[ChatCompletionChunk | ErrorInfo]:
+    ) -> AsyncGenerator[ChatCompletionChunk | ErrorInfo, None]:
         """Chunks in OpenAI's order: role (with extras), content..., finish, [usage].
 
         A failure after the first byte can no longer change the HTTP status, so it is

@@ -49,6 +49,21 @@ def stop(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         process.wait()
 
 
+def start_gateway(env: Mapping[str, str], log: Path, port: int) -> subprocess.Popen[bytes]:
+    """Start a real ``uvicorn gateway.app:create_app`` process (not waiting for it)."""
+    scratch = tempfile.mkdtemp(prefix="ragserve-store-")  # never the repo's data/qdrant
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAGSERVE_QDRANT_PATH": scratch, **env}
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [
+                sys.executable, "-m", "uvicorn", "--factory", "gateway.app:create_app",
+                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+                "--timeout-graceful-shutdown", "60",
+            ],
+            cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
 @contextmanager
 def gateway_process(
     env: Mapping[str, str],
@@ -60,16 +75,7 @@ def gateway_process(
 ) -> Iterator[str]:
     """A real ``uvicorn gateway.app:create_app`` process; yields its base URL."""
     port = port or free_port()
-    scratch = tempfile.mkdtemp(prefix="ragserve-store-")  # never the repo's data/qdrant
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAGSERVE_QDRANT_PATH": scratch, **env}
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable, "-m", "uvicorn", "--factory", "gateway.app:create_app",
-                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-            ],
-            cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    process = start_gateway(env, log, port)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + ready_path, process, timeout, log)
