@@ -200,14 +200,15 @@ def _ingest_through_gateway(
 ) -> IngestSummary:
     import time
 
-    from ingest.indexer import IngestSummary, discover, display_path
+    from ingest.files import discover, display_path, doc_id_for, under
+    from ingest.report import IngestSummary
 
     summary = IngestSummary()
     began = time.perf_counter()
     seen: set[str] = set()
     skip = lambda path, why: console.print(f"[yellow]skipped[/] {path}: {why}")  # noqa: E731
     for path in discover(paths, glob, skip):
-        doc_id = str(path.resolve())
+        doc_id = doc_id_for(path)  # the same id a local ingest gives the file
         seen.add(doc_id)
         form = {"collection": collection, "doc_id": doc_id, "tags": json.dumps(tags)}
         form["source"] = display_path(path)
@@ -221,11 +222,11 @@ def _ingest_through_gateway(
         summary.chunks += result["chunks"] if result["status"] != "unchanged" else 0
         summary.warnings += [(str(path), w) for w in result.get("warnings", [])]
     if prune:
-        prefixes = [str(p.resolve()) for p in paths]
+        prefixes = [doc_id_for(p) for p in paths]
         for doc in client.documents(collection)["data"]:
             doc_id = doc["id"]
-            under = any(doc_id == p or doc_id.startswith(p.rstrip("/") + "/") for p in prefixes)
-            if under and doc_id not in seen:
+            gone = doc_id not in seen and not Path(doc_id).exists()
+            if gone and any(under(doc_id, prefix) for prefix in prefixes):
                 client.delete_document(collection, doc_id)
                 summary.deleted += 1
     summary.elapsed_s = time.perf_counter() - began
