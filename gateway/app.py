@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -104,10 +105,17 @@ def create_app(
             if stack.store is not None
             else None
         )
+        checks = None
+        if isinstance(app.state.engine, Router) and settings.engine_health_interval_s > 0:
+            checks = asyncio.create_task(
+                app.state.engine.run_health_checks(settings.engine_health_interval_s)
+            )
         advertised = advertise(settings) if app.state.retrieval.store is not None else None
         try:
             yield
         finally:
+            if checks is not None:
+                checks.cancel()
             withdraw(advertised)
             await app.state.engine.aclose()
             if retrieval is None:

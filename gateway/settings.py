@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     engine_token_gap_timeout_s: float = 60.0
     engine_failure_threshold: int = 3  # consecutive failures that open a replica's breaker
     engine_cooldown_s: float = 10.0  # before a half-open trial request
+    engine_health_interval_s: float = 5.0  # active /health probes of every replica (0: off)
 
     # --- Retrieval
     store_backend: Literal["edge", "local", "server"] = "edge"

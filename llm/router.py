@@ -13,6 +13,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
+
 from llm.types import (
     Delta,
     EngineError,
@@ -157,6 +159,21 @@ class Router:
     async def count_chat_tokens(self, model: str, messages: list[dict[str, Any]]) -> int:
         count: int = await self._first_ok("count_chat_tokens", model, messages)
         return count
+
+    async def probe(self) -> None:
+        """One round of active health checks: failing replicas open, recovered ones close."""
+        for replica in self.replicas:
+            if await replica.client.is_ready():
+                if replica.state.open_until or replica.state.consecutive_failures:
+                    self.record_success(replica)
+            else:
+                self.record_failure(replica)
+
+    async def run_health_checks(self, interval_s: float) -> None:
+        """Probe every ``interval_s`` until cancelled (run it as a background task)."""
+        while True:
+            await self.probe()
+            await anyio.sleep(interval_s)
 
     async def is_ready(self) -> bool:
         for replica in self.replicas:

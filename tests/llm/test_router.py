@@ -76,3 +76,21 @@ def test_a_bad_request_is_not_retried_and_all_dead_is_unavailable(engine_url: st
         await dead.aclose()
 
     anyio.run(main)
+
+
+def test_active_health_checks_open_a_dead_replica_without_traffic(engine_url: str) -> None:
+    async def main() -> None:
+        router = Router([VLLMClient(f"http://127.0.0.1:{free_port()}"), VLLMClient(engine_url)],
+                        failure_threshold=3, cooldown_s=60)  # fmt: skip
+        try:
+            for _ in range(3):
+                await router.probe()
+            dead, live = router.replicas
+            assert dead.state.open_until > 0 and live.state.open_until == 0
+            live.state.open_until, live.state.consecutive_failures = 1.0, 3  # as if it failed
+            await router.probe()
+            assert live.state.open_until == 0  # healthy again: closed by the probe
+        finally:
+            await router.aclose()
+
+    anyio.run(main)
