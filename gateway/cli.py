@@ -17,7 +17,7 @@ from gateway.settings import Settings, get_settings
 from gateway.store_access import GatewayClient, gateway_url
 
 if TYPE_CHECKING:
-    from ingest.indexer import IngestSummary
+    from ingest.report import IngestSummary
     from llm.launcher import LocalEngine
     from retrieval.types import VectorStore
 
@@ -128,7 +128,7 @@ def ingest(
     tag: Annotated[list[str] | None, typer.Option(help="key=value, repeatable.")] = None,
 ) -> None:
     """Load, chunk, embed and store documents (idempotent, incremental)."""
-    from ingest.indexer import parse_tags
+    from ingest.files import parse_tags
 
     settings = get_settings()
     try:
@@ -158,36 +158,17 @@ def _ingest_locally(
     prune: bool,
     tags: dict[str, str],
 ) -> IngestSummary:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from ingest.indexer import Indexer, discover
+    from ingest.pipeline import ingest_paths
     from retrieval.embedder import Embedder
     from retrieval.sparse import SparseEncoder
 
     with console.status("Loading the embedding model…"):
         embedder = Embedder.load(settings.embedding_model)
-    indexer = Indexer(store, embedder, SparseEncoder(), collection,
-                      max_bytes=settings.max_upload_bytes)  # fmt: skip
-    files = discover(paths, glob, lambda path, why: None)
-    chunks = 0
-    progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[chunks]} chunks, {task.fields[rate]:.1f} chunks/s"),
-        TimeElapsedColumn(), console=console, disable=not console.is_terminal,
+    return ingest_paths(
+        paths, store=store, embedder=embedder, sparse=SparseEncoder(), collection=collection,
+        glob=glob, prune=prune, tags=tags, max_bytes=settings.max_upload_bytes, progress=True,
+        on_skip=lambda path, why: console.print(f"[yellow]skipped[/] {path}: {why}"),
     )  # fmt: skip
-    with progress:
-        task = progress.add_task("Ingesting", total=len(files), chunks=0, rate=0.0)
-
-        def on_file(path: Path, n: int) -> None:
-            nonlocal chunks
-            chunks += n
-            elapsed = progress.tasks[task].elapsed or 1e-9
-            progress.update(task, advance=1, chunks=chunks, rate=chunks / elapsed)
-
-        return indexer.ingest_paths(
-            paths, glob=glob, prune=prune, tags=tags, on_file=on_file,
-            on_skip=lambda path, why: console.print(f"[yellow]skipped[/] {path}: {why}"),
-        )  # fmt: skip
 
 
 def _ingest_through_gateway(

@@ -10,8 +10,8 @@ import anyio
 from gateway.auth import ApiKey, Forbidden
 from gateway.documents.protocol import DeleteResult, DocumentInfo, UploadResult
 from gateway.errors import InvalidRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
-from ingest.documents import SUPPORTED_SUFFIXES, LoadError, UnsupportedType
 from ingest.indexer import Indexer, parse_tags
+from ingest.loaders import SUPPORTED_SUFFIXES, LoadError, UnsupportedType
 from retrieval.embedder import Embedder
 from retrieval.sparse import SparseEncoder
 from retrieval.types import VectorStore

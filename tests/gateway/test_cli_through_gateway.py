@@ -82,3 +82,15 @@ def test_a_failed_file_makes_the_cli_exit_non_zero(held_store: tuple[str, Path],
     assert (
         "broken.pdf" in result.stderr and "added 1" in result.stderr and "failed 1" in result.stderr
     )
+
+
+def test_without_a_gateway_the_cli_opens_the_store_itself(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    first = ragserve(store, "ingest", "ingest/samples")
+    assert first.returncode == 0, first.stderr
+    assert "going through" not in first.stderr and "added 4" in first.stderr
+    found = ragserve(store, "search", "What does error HX-0451 mean?", "--top-k", "1")
+    assert found.returncode == 0 and "HX-0451" in found.stdout
+    assert "docs\t" in ragserve(store, "collections", "list").stdout
+    assert ragserve(store, "collections", "delete", "docs", "--yes").returncode == 0
+    assert ragserve(store, "collections", "list").stdout.strip() == ""
