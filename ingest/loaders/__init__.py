@@ -102,7 +102,7 @@ def read_limited(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
 
 def _too_big(size: int, limit: int) -> str:
     return (
-        f"too large: {size / 1e6:.1f} MB is over the {limit / 1e6:.1f} MB limit; "
+        f"too large: {size / 2**20:.1f} MiB is over the {limit / 2**20:.1f} MiB limit; "
         "split the file or raise the limit (max_bytes / RAGSERVE_MAX_UPLOAD_BYTES)"
     )
 

@@ -127,7 +127,7 @@ def test_binary_content_behind_a_text_extension_fails(tmp_path: Path, data: byte
 def test_oversize_file_is_refused_before_reading(tmp_path: Path) -> None:
     path = tmp_path / "big.txt"
     path.write_bytes(b"word " * 1000)
-    with pytest.raises(LoadError, match=r"too large: .* over the 0.0 MB limit"):
+    with pytest.raises(LoadError, match=r"too large: .* over the 0.0 MiB limit"):
         load_path(path, max_bytes=1024)
     assert load_path(path, max_bytes=10_000).sections
 
