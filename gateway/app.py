@@ -95,6 +95,7 @@ def create_app(
             pipeline,
             app.state.metrics,
             max_messages=settings.max_messages,
+            max_input_tokens=settings.max_input_tokens,
         )
         app.state.embeddings = EmbeddingService(
             app.state.retrieval.embedder, embedding_model_name(settings.embedding_model)

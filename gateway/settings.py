@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     queue_timeout_s: float = 10.0  # longest wait for a slot before 429
     max_json_bytes: int = 4 * 1024 * 1024  # request body limit (413)
     max_messages: int = 512  # messages per chat (400)
+    max_input_tokens: int | None = None  # the conversation's tokens, before retrieval (400)
     drain_timeout_s: float = 30.0  # on SIGTERM: how long in-flight streams may run on
 
     # --- Ingest

@@ -79,8 +79,10 @@ class ChatService:
         metrics: Metrics,
         *,
         max_messages: int = 512,
+        max_input_tokens: int | None = None,
     ) -> None:
         self._max_messages = max_messages
+        self._max_input_tokens = max_input_tokens
         self._engine = engine
         self._registry = registry
         self._rag = rag
@@ -102,6 +104,8 @@ class ChatService:
             raise InvalidRequest(
                 f"at most {self._max_messages} messages per request", param="messages"
             )
+        if self._max_input_tokens is not None:
+            await self._check_input_tokens(resolved.engine_model, messages)
         plan = plan_retrieval(request.rag, resolved.alias, self._rag.defaults, key)
         timings.mark("preprocess")
         rag = None
@@ -219,6 +223,20 @@ class ChatService:
             **chat.first_chunk_extras(),
             **chat.final_extras(outcome.text),
         )
+
+    async def _check_input_tokens(self, model: str, messages: list[dict[str, Any]]) -> None:
+        assert self._max_input_tokens is not None
+        try:
+            tokens = await self._engine.count_chat_tokens(model, messages)
+        except Exception as exc:
+            raise as_api_error(exc) from exc
+        if tokens > self._max_input_tokens:
+            raise InvalidRequest(
+                f"the messages are {tokens} tokens; this server accepts at most "
+                f"{self._max_input_tokens}",
+                param="messages",
+                code="context_length_exceeded",
+            )
 
     def _observe_text(self, chat: PreparedChat, outcome: Outcome) -> None:
         now = chat.timings.elapsed_ms()

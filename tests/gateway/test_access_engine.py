@@ -37,6 +37,7 @@ def secured(engine_url: str, artifacts_dir: Path, tmp_path_factory: pytest.TempP
         "RAGSERVE_QDRANT_PATH": str(seed_store(tmp_path_factory.mktemp("secured"))),
         "RAGSERVE_API_KEYS": json.dumps(KEYS),
         "RAGSERVE_MAX_JSON_BYTES": "20000",
+        "RAGSERVE_MAX_INPUT_TOKENS": "300",
     }
     with gateway_process(env, artifacts_dir / "gateway-secured.log") as url:
         yield url
@@ -134,6 +135,14 @@ def test_body_limit_is_413_even_when_chunked_and_non_json_is_415(secured: str) -
     text = httpx.post(f"{secured}/v1/chat/completions", content=b"hello", timeout=30,
                       headers={**auth(ADMIN), "content-type": "text/plain"})  # fmt: skip
     assert text.status_code == 415
+
+
+def test_input_token_limit_is_a_400_naming_messages(secured: str) -> None:
+    long = chat(secured, ADMIN, messages=[{"role": "user", "content": "tide gauge " * 200}])
+    assert long.status_code == 400
+    error = long.json()["error"]
+    assert error["param"] == "messages" and error["code"] == "context_length_exceeded"
+    assert chat(secured, ADMIN).status_code == 200
 
 
 def test_concurrent_streams_per_key_are_bounded(secured: str) -> None:
