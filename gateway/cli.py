@@ -94,8 +94,8 @@ def serve(
         settings.engine_urls = engine_url
     settings.host = host or settings.host
     settings.port = port or settings.port
-    if settings.samples_on_first_start:
-        _ingest_samples_once(settings)
+    if settings.samples_on_first_start and settings.store_backend != "server":
+        _ingest_samples_once(settings)  # a demo convenience; never on a shared Qdrant server
     engine = _start_local_engine(settings) if settings.local_engine else None
     try:
         if engine is not None:
