@@ -1,9 +1,9 @@
 """Graceful drain: on SIGTERM, stop taking work, let streams finish, then end them cleanly.
 
 Uvicorn stops accepting connections on SIGTERM and waits for open ones. This adds what it
-cannot know: ``/readyz`` turns 503 at once (load balancers stop sending), requests that
-still arrive on kept-alive connections get 503, and streams still running at the drain
-deadline end with an error event and ``[DONE]`` instead of a cut connection.
+cannot know: ``/readyz`` turns 503 at once (load balancers stop sending), and streams still
+running at the drain deadline end with an error event and ``[DONE]`` instead of a cut
+connection. Requests that got in just before the listener closed are served, not refused.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from gateway.auth import ApiKey
 from gateway.chat.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from gateway.chat.service import ChatService, PreparedChat
 from gateway.deps import api_key
-from gateway.errors import ERROR_RESPONSES, ErrorInfo, ServiceUnavailable, error_body
+from gateway.errors import ERROR_RESPONSES, ErrorInfo, error_body
 from gateway.lifecycle import Lifecycle
 from gateway.timing import Timings
 from llm.types import Generation
@@ -88,11 +88,9 @@ async def create_chat_completion(
     key: Annotated[ApiKey | None, Depends(api_key)],
 ) -> Response:
     service: ChatService = request.app.state.chat
+    # A request that still got in while draining is served: uvicorn has stopped accepting
+    # connections, so refusing it would only lose the request in that short window.
     lifecycle: Lifecycle = request.app.state.lifecycle
-    if lifecycle.draining:
-        raise ServiceUnavailable(
-            "the server is shutting down; retry the request", code="server_shutting_down"
-        )
     timings = Timings()
     slot = await request.app.state.admission.admit(key)
     try:
