@@ -73,23 +73,17 @@ class Embedder:
 
     def embed_documents(self, texts: Sequence[str], batch_size: int = 64) -> list[list[float]]:
         """Embed passages for storage."""
-        if not texts:
-            return []
-        vectors = self._model.encode_document(
-            list(texts),
-            batch_size=batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        result: list[list[float]] = vectors.tolist()
-        return result
+        return self._encode(self._model.encode_document, texts, batch_size)
 
     def embed_queries(self, texts: Sequence[str], batch_size: int = 64) -> list[list[float]]:
         """Embed search queries (uses the model's query prompt when it defines one)."""
+        return self._encode(self._model.encode_query, texts, batch_size)
+
+    @staticmethod
+    def _encode(encode: Any, texts: Sequence[str], batch_size: int) -> list[list[float]]:
         if not texts:
             return []
-        vectors = self._model.encode_query(
+        vectors = encode(
             list(texts),
             batch_size=batch_size,
             normalize_embeddings=True,
