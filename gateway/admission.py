@@ -1,7 +1,9 @@
-"""Admission control (in-process): concurrency per key and in all, requests per minute.
+"""Admission control: concurrency per key and in all, requests per minute per key.
 
 A request over the global concurrency limit waits in a bounded queue for a slot; a full
 queue, a slow queue, or a key over its own limits gets 429 with ``Retry-After``.
+``LocalAdmission`` keeps the state in this process; ``gateway.admission_redis`` keeps it in
+Redis so that several gateway replicas share one set of limits.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import anyio
 
@@ -34,20 +38,34 @@ class Limits:
 
 
 class Slot:
-    """A held admission; ``release`` is idempotent (streams release from several paths)."""
+    """A held admission; ``release`` is idempotent (streams release from several paths).
 
-    def __init__(self, admission: Admission, key: str) -> None:
-        self._admission = admission
-        self._key = key
+    Synchronous on purpose: it runs in ``finally`` blocks of cancelled requests, where an
+    ``await`` would be cancelled again; a backend needing I/O schedules it itself.
+    """
+
+    def __init__(self, on_release: Callable[[], None]) -> None:
+        self._on_release = on_release
         self._held = True
 
     def release(self) -> None:
         if self._held:
             self._held = False
-            self._admission._release(self._key)
+            self._on_release()
 
 
-class Admission:
+class Admission(Protocol):
+    @property
+    def active(self) -> int:
+        """Slots held through this process."""
+        ...
+
+    async def admit(self, key: ApiKey | None) -> Slot: ...
+
+    async def aclose(self) -> None: ...
+
+
+class LocalAdmission:
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
         self._active = 0
@@ -75,7 +93,10 @@ class Admission:
             await self._wait_for_slot()
         self._active += 1
         self._per_key[name] += 1
-        return Slot(self, name)
+        return Slot(lambda: self._release(name))
+
+    async def aclose(self) -> None:
+        pass
 
     def _check_rate(self, key: ApiKey) -> None:
         if key.requests_per_minute is None:

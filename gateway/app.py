@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from gateway import system
-from gateway.admission import Admission, Limits
+from gateway.admission import Admission, Limits, LocalAdmission
 from gateway.auth import KeyRing, load_keys
 from gateway.chat import routes as chat_routes
 from gateway.chat.service import ChatService
@@ -66,6 +66,21 @@ def rag_defaults(settings: Settings) -> RagDefaults:
     )
 
 
+def build_admission(settings: Settings, metrics: Metrics) -> Admission:
+    limits = Limits(settings.max_concurrent_requests, settings.queue_size, settings.queue_timeout_s)
+    if settings.redis_url is None:
+        return LocalAdmission(limits)
+    from gateway.admission_redis import RedisAdmission
+
+    return RedisAdmission.from_url(
+        settings.redis_url,
+        limits,
+        prefix=settings.redis_prefix,
+        lease_s=settings.admission_lease_s,
+        on_backend_error=metrics.admission_backend_errors.inc,
+    )
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -86,9 +101,7 @@ def create_app(
         )
         app.state.lifecycle.install()
         app.state.keys = KeyRing(load_keys(settings.api_keys, settings.api_keys_file))
-        app.state.admission = Admission(
-            Limits(settings.max_concurrent_requests, settings.queue_size, settings.queue_timeout_s)
-        )
+        app.state.admission = build_admission(settings, app.state.metrics)
         app.state.chat = ChatService(
             app.state.engine,
             app.state.models,
@@ -118,6 +131,7 @@ def create_app(
             if checks is not None:
                 checks.cancel()
             withdraw(advertised)
+            await app.state.admission.aclose()
             await app.state.engine.aclose()
             if retrieval is None:
                 await app.state.retrieval.aclose()

@@ -37,9 +37,17 @@ class Metrics:
             buckets=_FAST_BUCKETS, registry=r,
         )  # fmt: skip
         self.active_streams = Gauge("ragserve_active_streams", "Open SSE streams", registry=r)
+        # Set when /metrics is read: a leak of tasks shows as a count that never comes down.
+        self.event_loop_tasks = Gauge(
+            "ragserve_event_loop_tasks", "asyncio tasks alive in the gateway", registry=r
+        )
         self.upstream_healthy = Gauge(
             "ragserve_upstream_healthy", "1 when a replica's breaker is closed", ["upstream"],
             registry=r,
+        )  # fmt: skip
+        self.admission_backend_errors = Counter(
+            "ragserve_admission_backend_errors_total",
+            "Admissions decided by this replica alone because Redis was unreachable", registry=r,
         )  # fmt: skip
         self.embed_batch_size = Histogram(
             "ragserve_embed_batch_size", "Queries per embedding forward pass",

@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     max_concurrent_requests: int = 256  # chats in flight, all keys together
     queue_size: int = 512  # chats waiting for a slot before 429
     queue_timeout_s: float = 10.0  # longest wait for a slot before 429
+    # Share the limits above across gateway replicas (redis://host:6379/0). Unset: in-process.
+    redis_url: str | None = None
+    redis_prefix: str = "ragserve"  # key prefix (a hash tag, so Redis Cluster works too)
+    admission_lease_s: float = 30.0  # a dead replica's slots free up after this long
     max_json_bytes: int = 4 * 1024 * 1024  # request body limit (413)
     max_messages: int = 512  # messages per chat (400)
     max_input_tokens: int | None = None  # the conversation's tokens, before retrieval (400)
