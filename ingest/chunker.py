@@ -142,6 +142,7 @@ def chunk_spans(
     min_fill = max_tokens // 2
     chunks: list[tuple[int, int, int]] = []
     s = 0
+    done = 0  # words already in a chunk: each chunk must end past them, or it repeats one
     while s < n:
         e_max = s + 1
         while e_max < n and prefix[e_max + 1] - prefix[s] <= max_tokens:
@@ -151,7 +152,7 @@ def chunk_spans(
         else:
             # Strongest gap, latest among equals, among cuts leaving the chunk half full.
             e, best = e_max, strengths[e_max]
-            for g in range(e_max - 1, s, -1):
+            for g in range(e_max - 1, max(s, done), -1):
                 if prefix[g] - prefix[s] < min_fill:
                     break
                 if strengths[g] > best:
@@ -159,6 +160,7 @@ def chunk_spans(
         chunks.append((spans[s][0], spans[e - 1][1], prefix[e] - prefix[s]))
         if e == n:
             break
+        done = e
         s = _next_start(s, e, prefix, strengths, overlap, max_tokens)
     return chunks
 

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import httpx
 
-from llm.sse import iter_sse
+from llm.sse import iter_sse_bytes
 from llm.types import (
     Delta,
     EngineError,
@@ -50,7 +50,7 @@ class VLLMGeneration:
         await self._response.aclose()
 
     async def _deltas(self) -> AsyncGenerator[Delta, None]:
-        events = iter_sse(self._response.aiter_lines()).__aiter__()
+        events = iter_sse_bytes(self._response.aiter_bytes()).__aiter__()
         timeout = self._first_token_timeout
         finished = False
         try:

@@ -1,0 +1,249 @@
+"""Properties of the two parsers everything else trusts: the chunker and the SSE reader.
+
+Hypothesis generates the inputs; each property states what must hold for all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+import anyio
+import httpx
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from ingest.chunker import chunk_sections, chunk_spans, token_counter
+from ingest.loaders import Section
+from llm.sse import ServerSentEvent, iter_sse_bytes
+from llm.vllm_client import VLLMGeneration
+from retrieval.embedder import Embedder
+
+# No deadline: a busy 2-core CI machine makes single examples slow, not wrong.
+PROPERTY = settings(max_examples=300, deadline=None)
+
+# ----------------------------------------------------------------------------- chunker
+
+
+def one_per_word(texts: Sequence[str]) -> list[int]:
+    return [len(t.split()) for t in texts]
+
+
+def four_chars_per_token(texts: Sequence[str]) -> list[int]:
+    """Long words cost many tokens: exercises the cuts inside over-long words."""
+    return [-(-len(t) // 4) for t in texts]
+
+
+_word = st.one_of(
+    st.text(alphabet="abcdeé学.,;:!?'\")-", min_size=1, max_size=12),
+    st.text(alphabet="xyz", min_size=40, max_size=300),  # longer than a small chunk
+)
+_gap = st.sampled_from([" ", "  ", "\t", "\n", "\n\n", " \n \n", ". ", ", ", "\u00a0", "\r\n"])
+
+
+@st.composite
+def section_text(draw: st.DrawFn) -> str:
+    words = draw(st.lists(_word, max_size=120))
+    gaps = draw(st.lists(_gap, min_size=len(words), max_size=len(words)))
+    lead = draw(st.sampled_from(["", " ", "\n\n"]))
+    return lead + "".join(w + g for w, g in zip(words, gaps, strict=True))
+
+
+@st.composite
+def sizes(draw: st.DrawFn) -> tuple[int, int]:
+    max_tokens = draw(st.integers(8, 80))
+    return max_tokens, draw(st.integers(0, max_tokens // 2))
+
+
+def assert_chunks_cover_in_order(text: str, spans: list[tuple[int, int, int]]) -> None:
+    words = {m.start() for m in re.finditer(r"\S", text)}
+    if not words:
+        assert spans == []
+        return
+    covered: set[int] = set()
+    for start, end, _ in spans:
+        piece = text[start:end]
+        assert piece and piece == piece.strip(), "a chunk is empty or padded with blanks"
+        covered |= set(range(start, end))
+    assert words <= covered, "some text is in no chunk"
+    assert [s for s, _, _ in spans] == sorted({s for s, _, _ in spans}), "starts not increasing"
+    assert [e for _, e, _ in spans] == sorted({e for _, e, _ in spans}), "ends not increasing"
+
+
+@PROPERTY
+@given(text=section_text(), size=sizes())
+# Found by this test: a chunk ending where the previous one ended (a repeat, no new words).
+@example(text=": : : : : : a ::::::::a : ", size=(8, 4))
+def test_chunks_cover_the_text_in_order_within_the_token_bound(
+    text: str, size: tuple[int, int]
+) -> None:
+    max_tokens, overlap = size
+    for count in (one_per_word, four_chars_per_token):
+        spans = chunk_spans(text, count, max_tokens=max_tokens, overlap=overlap)
+        assert_chunks_cover_in_order(text, spans)
+        for start, end, tokens in spans:
+            assert 0 < tokens <= max_tokens
+            # Counted per word; a word cut in pieces costs no more as a whole (subadditive).
+            assert sum(count(re.findall(r"\S+", text[start:end]))) <= max_tokens
+        assert chunk_spans(text, count, max_tokens=max_tokens, overlap=overlap) == spans
+
+
+@PROPERTY
+@given(text=section_text(), size=sizes())
+def test_word_chunks_are_at_least_half_full_and_overlap_at_most_the_overlap(
+    text: str, size: tuple[int, int]
+) -> None:
+    max_tokens, overlap = size
+    spans = chunk_spans(text, one_per_word, max_tokens=max_tokens, overlap=overlap)
+    for _, _, tokens in spans[:-1]:
+        assert tokens >= max_tokens // 2
+    for (_, end, _), (start, _, _) in zip(spans, spans[1:], strict=False):
+        shared = text[start:end] if start < end else ""
+        assert len(shared.split()) <= overlap
+
+
+@PROPERTY
+@given(texts=st.lists(section_text(), min_size=1, max_size=4), size=sizes())
+def test_chunks_never_span_sections_and_are_numbered_in_order(
+    texts: list[str], size: tuple[int, int]
+) -> None:
+    max_tokens, overlap = size
+    sections = [Section(text, f"s{i}", page=i) for i, text in enumerate(texts)]
+    chunks = chunk_sections(sections, one_per_word, max_tokens=max_tokens, overlap=overlap)
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    assert [c.page for c in chunks] == sorted(c.page for c in chunks)
+    for chunk in chunks:
+        assert chunk.page is not None
+        assert sections[chunk.page].text[chunk.start : chunk.end] == chunk.text
+    assert chunk_sections(sections, one_per_word, max_tokens=max_tokens, overlap=overlap) == chunks
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> object:
+    return Embedder.load().tokenizer
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=section_text())
+def test_real_tokenizer_chunks_fit_the_bound(tokenizer: object, text: str) -> None:
+    """What the embedding model sees of a chunk is never more tokens than the bound."""
+    spans = chunk_spans(text, token_counter(tokenizer), max_tokens=32, overlap=8)
+    assert_chunks_cover_in_order(text, spans)
+    for start, end, tokens in spans:
+        exact = len(tokenizer(text[start:end], add_special_tokens=False)["input_ids"])  # type: ignore[operator]
+        assert exact <= tokens <= 32
+
+
+# -------------------------------------------------------------------------------- SSE
+
+# Anything a data line may hold: every character but CR and LF (U+2028, NEL, form feed...).
+_line_text = st.text(st.characters(exclude_characters="\r\n", exclude_categories=("Cs",)))
+
+
+@dataclass
+class Block:
+    """One blank-line-terminated block: data lines, optional event type and id."""
+
+    data: list[str]
+    event: str | None
+    id: str | None
+
+
+_block = st.builds(
+    Block,
+    data=st.lists(_line_text, max_size=4),
+    event=st.none() | _line_text.filter(bool),
+    id=st.none() | _line_text.filter(lambda s: "\0" not in s),
+)
+_noise = st.sampled_from([":", ": ping", ":comment: with colons", "retry: 3000", "retry:x"])
+_ending = st.sampled_from(["\n", "\r\n", "\r"])
+
+
+@st.composite
+def event_stream(draw: st.DrawFn) -> tuple[bytes, list[ServerSentEvent]]:
+    """A valid event stream (mixed line ends, comments, retry fields) and its events."""
+    blocks = draw(st.lists(_block, max_size=6))
+    lines: list[str] = []
+    expected: list[ServerSentEvent] = []
+    last_id: str | None = None
+    for block in blocks:
+        # "data:x" and "data: x" mean the same, unless x itself starts with a space.
+        fields = [
+            f"data:{d}" if not d.startswith(" ") and draw(st.booleans()) else f"data: {d}"
+            for d in block.data
+        ]
+        if block.event is not None:
+            fields.insert(draw(st.integers(0, len(fields))), f"event: {block.event}")
+        if block.id is not None:
+            fields.insert(draw(st.integers(0, len(fields))), f"id: {block.id}")
+            last_id = block.id
+        for noise in draw(st.lists(_noise, max_size=2)):
+            fields.insert(draw(st.integers(0, len(fields))), noise)
+        lines += [*fields, ""]
+        if block.data:  # a block without data lines is not an event
+            expected.append(ServerSentEvent("\n".join(block.data), block.event, last_id))
+    text, previous = "", ""
+    for line in lines:
+        ending = draw(_ending)
+        if previous == "\r" and line == "" and ending == "\n":
+            ending = "\r\n"  # CR then an empty LF line would read as one CRLF
+        text += line + ending
+        previous = ending
+    bom = "\ufeff" if draw(st.booleans()) else ""
+    return (bom + text).encode(), expected
+
+
+async def _events_from(pieces: list[bytes]) -> list[ServerSentEvent]:
+    async def body() -> AsyncIterator[bytes]:
+        for piece in pieces:
+            yield piece
+
+    response = httpx.Response(200, content=body())
+    return [event async for event in iter_sse_bytes(response.aiter_bytes())]
+
+
+def _split(raw: bytes, cuts: list[int]) -> list[bytes]:
+    bounds = [0, *sorted({c % (len(raw) + 1) for c in cuts}), len(raw)]
+    return [raw[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+@PROPERTY
+@given(stream=event_stream(), cuts=st.lists(st.integers(0, 10_000), max_size=30))
+def test_any_split_of_an_event_stream_parses_to_its_events(
+    stream: tuple[bytes, list[ServerSentEvent]], cuts: list[int]
+) -> None:
+    raw, expected = stream
+    assert anyio.run(_events_from, [raw]) == expected
+    assert anyio.run(_events_from, _split(raw, cuts)) == expected
+
+
+@PROPERTY
+@given(
+    texts=st.lists(st.text(min_size=1), min_size=1, max_size=5),
+    cuts=st.lists(st.integers(0, 10_000), max_size=20),
+)
+def test_engine_text_survives_the_engine_stream_whatever_the_characters(
+    texts: list[str], cuts: list[int]
+) -> None:
+    """vLLM writes JSON with U+2028 or NEL unescaped; the text must arrive intact."""
+    chunks = [{"choices": [{"delta": {"content": t}, "finish_reason": None}]} for t in texts]
+    chunks.append({"choices": [{"delta": {}, "finish_reason": "stop"}]})
+    raw = "".join(f"data: {json.dumps(c, ensure_ascii=False)}\n\n" for c in chunks)
+    raw += "data: [DONE]\n\n"
+
+    async def collect() -> str:
+        async def body() -> AsyncIterator[bytes]:
+            for piece in _split(raw.encode(), cuts):
+                yield piece
+
+        generation = VLLMGeneration(
+            httpx.Response(200, content=body()), first_token_timeout=30, token_gap_timeout=30
+        )
+        return "".join([delta.text async for delta in generation])
+
+    assert anyio.run(collect) == "".join(texts)
