@@ -1,0 +1,1 @@
+"""Retrieval evaluation on BEIR-format datasets: loading, metrics, and the evaluation run."""
