@@ -1,0 +1,195 @@
+"""What ragserve costs a request next to vLLM directly and next to LiteLLM's proxy.
+
+One run starts its own processes (a gateway, LiteLLM's proxy, optionally a synthetic
+upstream), then streams chats at each concurrency level through (a) the upstream directly,
+(b) ragserve with RAG off, (c) ragserve with RAG on, (d) LiteLLM — interleaved round by
+round — and reports first-token time, inter-token time, tokens/s and errors, their medians
+and their ratios to (a). Bounded in requests and time; loopback only.
+
+    python -m bench --concurrency 1 8 64 --max-tokens 32 --rounds 2            # the engine
+    python -m bench --upstream synthetic --concurrency 1 16 64 --rounds 3      # pure overhead
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.loadgen import Batch, Target, new_client, run_batch, stream_chat
+from bench.machine import REPO, load_average, machine, versions
+from bench.prompts import QUESTIONS
+from bench.record import RunRecord
+from bench.report import markdown
+from bench.schedule import Slot, interleave
+from bench.stack import TARGET_NAMES, StackConfig, running_stack
+from bench.stats import median
+
+DEFAULT_LITELLM_VENV = REPO / ".venv-litellm"
+
+
+def batch_size(concurrency: int, min_requests: int, waves: int) -> int:
+    """Enough requests that every stream runs ``waves`` times, and never fewer than the floor."""
+    return max(min_requests, waves * concurrency)
+
+
+def _progress(done: int, total: int, slot: Slot, batch: Batch) -> None:
+    ok = [s for s in batch.samples if s.ok]
+    ttft = median([s.ttft_ms for s in ok if s.ttft_ms is not None])
+    print(
+        f"[{done}/{total}] round {slot.round + 1}, {slot.concurrency} streams, {slot.target}: "
+        f"{len(ok)} ok, {batch.errors} errors, TTFT p50 {ttft:.1f} ms, "
+        f"{batch.tokens_per_s:.1f} tokens/s, {batch.wall_s:.1f} s",
+        flush=True,
+    )
+    first_error = next((s.error for s in batch.samples if s.error), None)
+    if first_error:
+        print(f"    first error: {first_error}", flush=True)
+
+
+async def measure(
+    targets: Sequence[Target],
+    plan: Sequence[Slot],
+    *,
+    prompts: Sequence[str],
+    max_tokens: int,
+    requests_for: Callable[[int], int],
+    batch_time_limit_s: float,
+    deadline_s: float,
+    warmup: int = 2,
+    on_batch: Callable[[int, int, Slot, Batch], None] = _progress,
+) -> tuple[list[Batch], list[str]]:
+    """Run ``plan`` in order; slots left when ``deadline_s`` has passed are skipped (noted)."""
+    by_name = {target.name: target for target in targets}
+    widest = max(slot.concurrency for slot in plan)
+    batches: list[Batch] = []
+    notes: list[str] = []
+    began = time.monotonic()
+    async with AsyncExitStack() as stack:
+        clients = {
+            name: await stack.enter_async_context(new_client(widest, batch_time_limit_s))
+            for name in by_name
+        }
+        for name, target in by_name.items():  # connections, caches and lazy imports warmed
+            for prompt in prompts[:warmup]:
+                await stream_chat(clients[name], target, prompt, max_tokens)
+        for index, slot in enumerate(plan):
+            left = deadline_s - (time.monotonic() - began)
+            if left <= 0:
+                notes.append(f"the {deadline_s:g} s deadline passed: {len(plan) - index} of "
+                             f"{len(plan)} batches were not run")  # fmt: skip
+                break
+            batch = await run_batch(
+                clients[slot.target],
+                by_name[slot.target],
+                concurrency=slot.concurrency,
+                requests=requests_for(slot.concurrency),
+                prompts=prompts,
+                max_tokens=max_tokens,
+                time_limit_s=min(batch_time_limit_s, left),
+                round_=slot.round,
+            )
+            batches.append(batch)
+            on_batch(index + 1, len(plan), slot, batch)
+    cut = sum(batch.cut_by_time_limit for batch in batches)
+    if cut:
+        notes.append(f"{cut} requests were cut by a batch time limit (counted as errors)")
+    return batches, notes
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1],
+    )  # fmt: skip
+    parser.add_argument("--name", help="the run's name (default: the upstream's)")
+    parser.add_argument("--upstream", choices=["engine", "synthetic"], default="engine")
+    parser.add_argument("--engine-url", default="http://127.0.0.1:8100", help="a running vLLM")
+    parser.add_argument("--engine-model", default="smollm2-135m-instruct")
+    parser.add_argument("--targets", nargs="+", choices=TARGET_NAMES, default=list(TARGET_NAMES))
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--max-tokens", type=int, default=32, help="output tokens a request")
+    parser.add_argument("--min-requests", type=int, default=8, help="the fewest a batch sends")
+    parser.add_argument("--waves", type=int, default=1, help="requests per stream a batch")
+    parser.add_argument("--warmup", type=int, default=2, help="unmeasured requests a target")
+    parser.add_argument("--batch-time-limit", type=float, default=300.0, help="seconds")
+    parser.add_argument("--deadline", type=float, default=3600.0, help="seconds, all batches")
+    parser.add_argument("--synthetic-delay-ms", type=float, default=5.0)
+    parser.add_argument("--synthetic-first-token-ms", type=float, default=0.0)
+    parser.add_argument("--litellm-venv", type=Path, default=DEFAULT_LITELLM_VENV)
+    parser.add_argument("--out", type=Path, help="the JSON (default bench/results/NAME.json)")
+    parser.add_argument("--plots", type=Path, help="write PNG plots here (e.g. docs/img)")
+    parser.add_argument("--logs", type=Path, default=REPO / "data" / "logs" / "bench")
+    args = parser.parse_args(argv)
+    if "direct" not in args.targets:
+        parser.error("--targets must include 'direct': every ratio is to it")
+    if min(args.concurrency) < 1 or args.rounds < 1 or args.max_tokens < 1:
+        parser.error("--concurrency, --rounds and --max-tokens must be positive")
+    args.name = args.name or args.upstream
+    args.out = args.out or REPO / "bench" / "results" / f"{args.name}.json"
+    return args
+
+
+def run(args: argparse.Namespace) -> RunRecord:
+    config = StackConfig(
+        targets=tuple(args.targets),
+        logs=args.logs / args.name,
+        upstream=args.upstream,
+        engine_url=args.engine_url,
+        engine_model=args.engine_model,
+        synthetic_delay_ms=args.synthetic_delay_ms,
+        synthetic_first_token_ms=args.synthetic_first_token_ms,
+        litellm_venv=args.litellm_venv,
+    )
+    asked = {key: value for key, value in vars(args).items() if key not in {"out", "plots"}}
+    record = RunRecord(
+        name=args.name,
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        config={key: str(v) if isinstance(v, Path) else v for key, v in asked.items()},
+        machine=machine(),
+        versions=versions(args.litellm_venv / "bin" / "python"),
+        targets=list(args.targets),
+    )
+    plan = interleave(args.targets, args.concurrency, args.rounds)
+    starting = time.monotonic()
+    with running_stack(config) as targets:
+        print(f"started {', '.join(t.name for t in targets)} in "
+              f"{time.monotonic() - starting:.0f} s; {len(plan)} batches", flush=True)  # fmt: skip
+        record.batches, record.notes = asyncio.run(
+            measure(
+                targets,
+                plan,
+                prompts=QUESTIONS,
+                max_tokens=args.max_tokens,
+                requests_for=lambda level: batch_size(level, args.min_requests, args.waves),
+                batch_time_limit_s=args.batch_time_limit,
+                deadline_s=args.deadline,
+                warmup=args.warmup,
+            )
+        )
+    record.machine["load_average_after"] = load_average()
+    return record
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    record = run(args)
+    record.save(args.out)
+    written: list[Path] = []
+    if args.plots:
+        from bench.plots import plot_run
+
+        written = plot_run(record, args.plots)
+    print(markdown(record, written))
+    print(f"saved {args.out}" + "".join(f"\nplot {path}" for path in written))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
