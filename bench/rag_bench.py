@@ -1,104 +1,56 @@
-"""What retrieval adds to first-token time: RAG chat vs plain chat through the gateway.
+"""What retrieval adds to first-token time: RAG chat vs plain chat through a running gateway.
 
-For each concurrency level, interleaved rounds of (a) plain chats and (b) RAG chats over
-the `docs` alias; both generate a few tokens only, so first-token time dominates. Also
-reads the gateway's own stage timings (Server-Timing) for the RAG requests, and measures
-retrieval alone through POST /v1/search. Loopback only, bounded in count.
+Interleaved rounds of (a) plain chats and (b) RAG chats over the `docs` alias, on the
+shared load generator; both generate a few tokens only, so first-token time dominates.
+Also reads the gateway's own stage timings (Server-Timing) of the RAG requests, and
+measures retrieval alone through POST /v1/search. Loopback only, bounded in count.
 
-    python bench/rag_bench.py --gateway http://127.0.0.1:8000 --concurrency 1 16 --requests 32
+    python -m bench.rag_bench --gateway http://127.0.0.1:8000 --concurrency 1 16 --requests 32
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
-import time
 
 import httpx
 
-from bench.stream_bench import check_loopback
+from bench.compare import measure
+from bench.loadgen import Batch, Target, require_loopback
+from bench.prompts import QUESTIONS
+from bench.schedule import interleave
+from bench.stats import median, percentile
+from bench.summary import figures
 
-QUESTIONS = [
-    "What does error HX-7731 mean?",
-    "How many events per second can one collector ingest?",
-    "How long are raw readings kept?",
-    "What is the support mascot called?",
-    "Which release introduced delta compression?",
-    "How much does the Fleet plan cost?",
-    "Who founded Brightwater Instruments?",
-    "How long does a gateway buffer readings offline?",
-]
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
-def server_timing(header: str) -> dict[str, float]:
-    out = {}
-    for part in header.split(","):
-        name, _, dur = part.strip().partition(";dur=")
-        if dur:
-            out[name] = float(dur)
-    return out
-
-
-async def first_token_ms(
-    client: httpx.AsyncClient, base: str, model: str, question: str, stages: list[dict]
-) -> float:
-    body = {
-        "model": model,
-        "stream": True,
-        "max_tokens": 4,
-        "temperature": 0,
-        "messages": [{"role": "user", "content": question}],
-    }
-    began = time.perf_counter()
-    async with client.stream("POST", f"{base}/v1/chat/completions", json=body) as response:
-        response.raise_for_status()
-        if "server-timing" in response.headers:
-            stages.append(server_timing(response.headers["server-timing"]))
-        lines = response.aiter_lines()  # one iterator: the body can be read only once
-        async for line in lines:
-            if '"content":"' in line and '"content":""' not in line:
-                took = (time.perf_counter() - began) * 1000
-                break
-        else:
-            raise RuntimeError("no token")
-        async for _ in lines:
-            pass
-    return took
-
-
-async def level(base: str, model: str, concurrency: int, requests: int) -> tuple[list, list]:
-    limit = asyncio.Semaphore(concurrency)
-    stages: list[dict] = []
-    async with httpx.AsyncClient(timeout=300) as client:
-
-        async def one(i: int) -> float:
-            async with limit:
-                return await first_token_ms(
-                    client, base, model, QUESTIONS[i % len(QUESTIONS)], stages
-                )
-
-        times = await asyncio.gather(*(one(i) for i in range(requests)))
-    return list(times), stages
+GATEWAY_STAGES = ("preprocess", "embed", "search", "prompt")
 
 
 async def search_ms(base: str, rounds: int) -> list[float]:
+    """Embed + hybrid search as the gateway times them, one query at a time."""
     times = []
     async with httpx.AsyncClient(timeout=60) as client:
         for i in range(rounds):
             body = {"query": QUESTIONS[i % len(QUESTIONS)], "collection": "docs", "top_k": 5}
             response = await client.post(f"{base}/v1/search", json=body)
+            response.raise_for_status()
             timing = response.json()["timings"]
             times.append(timing["embed"] + timing["search"])
     return times
 
 
-async def main() -> None:
+def gateway_side_ms(batches: list[Batch]) -> float:
+    """The RAG stages' p50 from Server-Timing: what the gateway itself spent before the engine."""
+    return median(
+        [
+            sum(sample.server_timing.get(stage, 0.0) for stage in GATEWAY_STAGES)
+            for batch in batches
+            for sample in batch.samples
+            if sample.server_timing
+        ]
+    )
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--gateway", default="http://127.0.0.1:8000")
     parser.add_argument("--plain-model", default="smollm2-135m-instruct")
@@ -106,32 +58,32 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--requests", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--max-tokens", type=int, default=4)
     args = parser.parse_args()
-    base = check_loopback(args.gateway)
-    retrieval = await search_ms(base, 40)
-    retrieval_p50 = statistics.median(retrieval)
+    base = require_loopback(args.gateway)
+    retrieval = asyncio.run(search_ms(base, 40))
+    retrieval_p50 = median(retrieval)
     print(f"retrieval alone (embed + hybrid search): p50 {retrieval_p50:.1f} ms, "
-          f"p95 {pct(retrieval, 0.95):.1f} ms")  # fmt: skip
-    for concurrency in args.concurrency:
-        plain: list[float] = []
-        rag: list[float] = []
-        stages: list[dict] = []
-        for _ in range(args.rounds):
-            plain += (await level(base, args.plain_model, concurrency, args.requests))[0]
-            times, st = await level(base, args.rag_model, concurrency, args.requests)
-            rag += times
-            stages += st
-        added = statistics.median(rag) - statistics.median(plain)
-        gateway_side = statistics.median(
-            s.get("embed", 0) + s.get("search", 0) + s.get("prompt", 0) + s.get("preprocess", 0)
-            for s in stages
+          f"p95 {percentile(retrieval, 95):.1f} ms")  # fmt: skip
+    targets = [Target("plain", base, args.plain_model), Target("rag", base, args.rag_model)]
+    plan = interleave([t.name for t in targets], args.concurrency, args.rounds)
+    batches, _ = asyncio.run(
+        measure(
+            targets, plan, prompts=QUESTIONS, max_tokens=args.max_tokens,
+            requests_for=lambda _: args.requests, batch_time_limit_s=600.0,
+            deadline_s=600.0 * len(plan), on_batch=lambda *_: None,
         )
-        print(f"concurrency {concurrency}: first token p50 plain {statistics.median(plain):.0f} ms,"
-              f" RAG {statistics.median(rag):.0f} ms; added {added:.0f} ms "
-              f"(goal <= retrieval p50 + 5 = {retrieval_p50 + 5:.1f} ms); gateway-side RAG "
-              f"stages p50 {gateway_side:.1f} ms (preprocess+embed+search+prompt); the rest is "
-              "the engine reading the longer prompt")  # fmt: skip
+    )  # fmt: skip
+    found = {(f.concurrency, f.target): f for f in figures(batches, ["plain", "rag"])}
+    for level in args.concurrency:
+        plain, rag = found[(level, "plain")].ttft_ms.p50, found[(level, "rag")].ttft_ms.p50
+        rag_batches = [b for b in batches if b.target == "rag" and b.concurrency == level]
+        stages = gateway_side_ms(rag_batches)
+        print(f"concurrency {level}: first token p50 plain {plain:.0f} ms, RAG {rag:.0f} ms; "
+              f"added {rag - plain:.0f} ms (goal <= retrieval p50 + 5 = {retrieval_p50 + 5:.1f}"
+              f" ms); gateway-side RAG stages p50 {stages:.1f} ms (preprocess+embed+search+"
+              "prompt); the rest is the engine reading the longer prompt")  # fmt: skip
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -82,6 +82,9 @@ def goal_checks(found: Sequence[Overhead]) -> list[GoalCheck]:
 
 def _setting(record: RunRecord) -> list[str]:
     machine, versions, config = record.machine, record.versions, record.config
+    per_level = {batch.concurrency: batch.requests for batch in record.batches}
+    sizes = ", ".join(f"{n} at {level} stream{'s' * (level > 1)}"
+                      for level, n in sorted(per_level.items()))  # fmt: skip
     load = "/".join(str(v) for v in machine.get("load_average_1_5_15", []))
     load_after = "/".join(str(v) for v in machine.get("load_average_after", []))
     others = [versions.get("vllm"), versions.get("uvicorn"), versions.get("httpx")]
@@ -101,8 +104,7 @@ def _setting(record: RunRecord) -> list[str]:
         f"Versions: ragserve {versions.get('ragserve_git')}, Python {versions.get('python')}, "
         f"{installed}.",
         f"Load: {config.get('max_tokens')} output tokens a request, temperature 0, "
-        f"{config.get('rounds')} interleaved rounds, batches of "
-        f"max({config.get('min_requests')}, {config.get('waves')} × streams) requests, "
+        f"{config.get('rounds')} interleaved rounds; requests a batch: {sizes}; "
         f"{config.get('batch_time_limit')} s limit a batch.",
     ]
 
