@@ -127,25 +127,46 @@ def ingest(
         bool, typer.Option(help="Delete stored documents under PATHS whose files are gone.")
     ] = False,
     tag: Annotated[list[str] | None, typer.Option(help="key=value, repeatable.")] = None,
+    reindex: Annotated[
+        bool,
+        typer.Option(
+            help="Build a fresh collection from PATHS alone, then switch the collection's "
+            "alias to it atomically (queries never fail meanwhile)."
+        ),
+    ] = False,
 ) -> None:
     """Load, chunk, embed and store documents (idempotent, incremental)."""
     from ingest.files import parse_tags
+    from ingest.reindex import ReindexAborted
 
     settings = get_settings()
     try:
         tags = parse_tags(tag or [])
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--tag") from exc
+    if reindex and prune:
+        raise typer.BadParameter("a re-index holds only PATHS already", param_hint="--prune")
     target = collection or settings.collection
     store = _local_store(settings)
-    if store is None:
-        summary = _ingest_through_gateway(_gateway(settings), paths, target, glob, prune, tags)
-    else:
-        try:
-            summary = _ingest_locally(settings, store, paths, target, glob, prune, tags)
-        finally:
-            store.close()
+    try:
+        if store is None:
+            summary = _ingest_through_gateway(
+                _gateway(settings), paths, target, glob, prune, tags, reindex
+            )
+        else:
+            try:
+                summary = _ingest_locally(
+                    settings, store, paths, target, glob, prune, tags, reindex
+                )
+            finally:
+                store.close()
+    except ReindexAborted as aborted:
+        _print_summary(aborted.summary)
+        console.print(f"[red]re-index aborted[/]: {aborted}")
+        raise typer.Exit(1) from None
     _print_summary(summary)
+    if reindex:
+        console.print(f"[green]'{target}' now points at the re-indexed collection[/]")
     if summary.failed:
         raise typer.Exit(1)
 
@@ -158,18 +179,28 @@ def _ingest_locally(
     glob: str | None,
     prune: bool,
     tags: dict[str, str],
+    reindex: bool = False,
 ) -> IngestSummary:
     from ingest.pipeline import ingest_paths
+    from ingest.reindex import StoreTarget
+    from ingest.reindex import reindex as reindex_into
     from retrieval.embedder import Embedder
     from retrieval.sparse import SparseEncoder
 
     with console.status("Loading the embedding model…"):
         embedder = Embedder.load(settings.embedding_model)
-    return ingest_paths(
-        paths, store=store, embedder=embedder, sparse=SparseEncoder(), collection=collection,
-        glob=glob, prune=prune, tags=tags, max_bytes=settings.max_upload_bytes, progress=True,
-        on_skip=lambda path, why: console.print(f"[yellow]skipped[/] {path}: {why}"),
-    )  # fmt: skip
+
+    def build(into: str) -> IngestSummary:
+        return ingest_paths(
+            paths, store=store, embedder=embedder, sparse=SparseEncoder(), collection=into,
+            glob=glob, prune=prune, tags=tags, max_bytes=settings.max_upload_bytes,
+            progress=True,
+            on_skip=lambda path, why: console.print(f"[yellow]skipped[/] {path}: {why}"),
+        )  # fmt: skip
+
+    if not reindex:
+        return build(collection)
+    return reindex_into(StoreTarget(store, embedder.dimension), collection, build)
 
 
 def _ingest_through_gateway(
@@ -179,7 +210,13 @@ def _ingest_through_gateway(
     glob: str | None,
     prune: bool,
     tags: dict[str, str],
+    reindex: bool = False,
 ) -> IngestSummary:
+    if reindex:
+        from ingest.reindex import reindex as reindex_into
+
+        build = lambda into: _ingest_through_gateway(client, paths, into, glob, False, tags)  # noqa: E731
+        return reindex_into(client, collection, build)
     import time
 
     from ingest.files import discover, display_path, doc_id_for, under

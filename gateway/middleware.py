@@ -11,11 +11,13 @@ import re
 import time
 import uuid
 
+from opentelemetry.trace import StatusCode
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import APIError, PayloadTooLarge, UnsupportedMediaType, error_body
 from gateway.metrics import Metrics
+from gateway.tracing import request_span
 
 log = logging.getLogger("ragserve.access")
 
@@ -54,23 +56,32 @@ class RequestContextMiddleware:
                 ]
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            route = _route_label(scope)
-            took = time.perf_counter() - began
-            self.metrics.requests.labels(route, str(status)).inc()
-            self.metrics.request_seconds.labels(route).observe(took)
-            log.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "method": scope["method"],
-                    "route": route,
-                    "status": status,
-                    "ms": round(took * 1000, 1),
-                },
-            )
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        with request_span(scope["method"], scope["path"], headers) as span:
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                route = _route_label(scope)
+                took = time.perf_counter() - began
+                self.metrics.requests.labels(route, str(status)).inc()
+                self.metrics.request_seconds.labels(route).observe(took)
+                span.update_name(f"{scope['method']} {route}")  # the template, not the path
+                span.set_attributes(
+                    {"http.route": route, "http.response.status_code": status,
+                     "ragserve.request_id": request_id}
+                )  # fmt: skip
+                if status >= 500:
+                    span.set_status(StatusCode.ERROR)
+                log.info(
+                    "request",
+                    extra={
+                        "request_id": request_id,
+                        "method": scope["method"],
+                        "route": route,
+                        "status": status,
+                        "ms": round(took * 1000, 1),
+                    },
+                )
 
 
 JSON_ROUTES = ("/v1/chat/completions", "/v1/embeddings", "/v1/search")

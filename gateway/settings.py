@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     max_input_tokens: int | None = None  # the conversation's tokens, before retrieval (400)
     drain_timeout_s: float = 30.0  # on SIGTERM: how long in-flight streams may run on
 
+    # --- Tracing: OpenTelemetry spans per request and stage, over OTLP/HTTP
+    otlp_endpoint: str | None = None  # e.g. http://otel-collector:4318 (unset: no tracing)
+    otel_service_name: str = "ragserve"
+
     # --- Ingest
     max_upload_bytes: int = 50 * 1024 * 1024
     samples_on_first_start: bool = True

@@ -82,6 +82,12 @@ class GatewayClient:
     def delete_collection(self, name: str) -> Any:
         return self._call("DELETE", f"/v1/collections/{name}")
 
+    def create_versioned(self, alias: str) -> str:
+        return str(self._call("POST", f"/v1/collections/{alias}/versions")["id"])
+
+    def switch_alias(self, alias: str, collection: str) -> None:
+        self._call("POST", f"/v1/collections/{alias}/switch", json={"collection": collection})
+
     def upload(self, path: Path, form: dict[str, str]) -> Any:
         with path.open("rb") as handle:
             return self._call(

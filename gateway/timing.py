@@ -1,10 +1,15 @@
-"""Per-request stage timings, reported in ``Server-Timing`` and in the final chunk."""
+"""Per-request stage timings, reported in ``Server-Timing``, in the final chunk and, when
+tracing is on, as spans under the request's span."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from opentelemetry import trace
+
+from gateway.tracing import record_stage, tracer
 
 
 class Timings:
@@ -16,16 +21,23 @@ class Timings:
     def stage(self, name: str) -> Iterator[None]:
         began = time.perf_counter()
         try:
-            yield
+            with tracer.start_as_current_span(name):
+                yield
         finally:
-            self.add(name, (time.perf_counter() - began) * 1000)
+            self._add(name, (time.perf_counter() - began) * 1000)
 
     def add(self, name: str, ms: float) -> None:
+        """A stage measured elsewhere: it ended just now and took ``ms``."""
+        self._add(name, ms)
+        record_stage(name, ms)
+
+    def _add(self, name: str, ms: float) -> None:
         self.stages[name] = self.stages.get(name, 0.0) + ms
 
     def mark(self, name: str) -> None:
         """Record the time from request arrival to now under ``name``."""
         self.stages[name] = self.elapsed_ms()
+        trace.get_current_span().add_event(name)
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000

@@ -7,6 +7,7 @@ gateway leaves no orphan holding 5 GB of RAM.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shlex
@@ -128,6 +129,15 @@ class LocalEngine:
             process.wait()
         except ProcessLookupError:
             pass
+
+    def kill(self) -> None:
+        """SIGKILL the server and its workers at once: a crash, for failover tests."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
     def __enter__(self) -> LocalEngine:
         self.start()

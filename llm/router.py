@@ -2,8 +2,9 @@
 
 Least-outstanding-requests routing; per-replica circuit breaker (open after
 ``failure_threshold`` consecutive failures, one half-open trial after ``cooldown_s``, an
-upstream ``Retry-After`` honoured); a request that fails before its first token is retried
-on another replica, never after (the client has already seen text by then).
+upstream ``Retry-After`` honoured); a request that fails before its first token (unreachable,
+busy, no answer in time, or a replica that dies while the request waits in its queue) is
+retried on another replica, never after its first token (the client has seen text by then).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import anyio
 from llm.types import (
     Delta,
     EngineError,
+    EngineLost,
+    EngineTimeout,
     EngineUnavailable,
     Generation,
     GenerationParams,
@@ -48,13 +51,28 @@ class Replica:
         return self.client.base_url
 
 
-class RoutedGeneration:
-    """A generation that releases its replica slot when it ends."""
+# Failures that say nothing about the request itself: another replica may well serve it.
+_REPLICA_FAILURES = (EngineUnavailable, EngineTimeout, EngineLost)
 
-    def __init__(self, inner: VLLMGeneration, replica: Replica, router: Router) -> None:
+
+@dataclass(frozen=True)
+class ChatCall:
+    model: str
+    messages: list[dict[str, Any]]
+    params: GenerationParams
+
+
+class RoutedGeneration:
+    """A generation that releases its replica slot when it ends, and moves to another
+    replica if its own fails before the first token."""
+
+    def __init__(
+        self, inner: VLLMGeneration, replica: Replica, router: Router, call: ChatCall
+    ) -> None:
         self._inner = inner
         self._replica = replica
         self._router = router
+        self._call = call
         self._released = False
         self._iter = self._deltas()
 
@@ -62,14 +80,36 @@ class RoutedGeneration:
         return self._iter
 
     async def _deltas(self) -> AsyncGenerator[Delta, None]:
+        tried = {id(self._replica)}
         try:
-            async for delta in self._inner:
-                yield delta
-        except EngineError:
-            self._router.record_failure(self._replica)
-            raise
+            while True:
+                started = False
+                try:
+                    async for delta in self._inner:
+                        started = True
+                        yield delta
+                    return
+                except _REPLICA_FAILURES as exc:
+                    self._router.record_failure(self._replica)
+                    if started:
+                        raise
+                    await self._move_on(tried, exc)
+                except EngineError:
+                    self._router.record_failure(self._replica)
+                    raise
         finally:
             self._release()
+
+    async def _move_on(self, tried: set[int], failure: EngineError) -> None:
+        """Resubmit the call to a replica not tried yet; re-raise ``failure`` if none is left."""
+        self._release()
+        await self._inner.aclose()
+        try:
+            self._inner, self._replica = await self._router.submit(self._call, exclude=tried)
+        except EngineError:
+            raise failure from None
+        tried.add(id(self._replica))
+        self._released = False
 
     async def aclose(self) -> None:
         await self._iter.aclose()
@@ -118,17 +158,28 @@ class Router:
     async def start_chat(
         self, model: str, messages: list[dict[str, Any]], params: GenerationParams
     ) -> Generation:
+        call = ChatCall(model, messages, params)
+        inner, replica = await self.submit(call)
+        return RoutedGeneration(inner, replica, self, call)
+
+    async def submit(
+        self, call: ChatCall, exclude: set[int] | frozenset[int] = frozenset()
+    ) -> tuple[VLLMGeneration, Replica]:
+        """Start ``call`` on the least busy available replica, trying the next on failure."""
         last_error: EngineError | None = None
         for replica in self._candidates():
+            if id(replica) in exclude:
+                continue
             state = replica.state
             if state.open_until:
                 state.trial_in_flight = True  # half-open: this request is the trial
             state.outstanding += 1
             try:
-                inner = await replica.client.start_chat(model, messages, params)
-            except EngineUnavailable as exc:
+                inner = await replica.client.start_chat(call.model, call.messages, call.params)
+            except (EngineUnavailable, EngineTimeout) as exc:
+                # A replica that is down, busy, or accepts and never answers.
                 state.outstanding -= 1
-                self.record_failure(replica, exc.retry_after)
+                self.record_failure(replica, getattr(exc, "retry_after", None))
                 last_error = exc
                 continue  # nothing was sent to the client yet: try the next replica
             except EngineError:
@@ -136,7 +187,7 @@ class Router:
                 state.trial_in_flight = False
                 raise  # the request itself is bad (400/404): another replica won't help
             self.record_success(replica)
-            return RoutedGeneration(inner, replica, self)
+            return inner, replica
         raise last_error or EngineUnavailable("every engine replica is unavailable")
 
     async def _first_ok(self, method: str, *args: Any) -> Any:

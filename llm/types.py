@@ -58,6 +58,13 @@ class EngineUnavailable(EngineError):
         self.retry_after = retry_after
 
 
+class EngineLost(EngineError):
+    """The engine's connection broke, or its stream ended, before the generation finished."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=502)
+
+
 class EngineTimeout(EngineError):
     """The engine took too long to connect, to produce its first token, or the next one."""
 

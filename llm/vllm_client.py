@@ -7,21 +7,27 @@ aborts the request, so an abandoned stream stops costing GPU time at once.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import anyio
 import httpx
+from opentelemetry import propagate, trace
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, StatusCode
 
 from llm.sse import iter_sse_bytes
 from llm.types import (
     Delta,
     EngineError,
+    EngineLost,
     EngineTimeout,
     EngineUnavailable,
     GenerationParams,
     Usage,
 )
+
+_tracer = trace.get_tracer("ragserve.llm")
 
 
 def normalise_base_url(url: str) -> str:
@@ -34,9 +40,15 @@ class VLLMGeneration:
     """A running streamed chat completion on a vLLM server."""
 
     def __init__(
-        self, response: httpx.Response, *, first_token_timeout: float, token_gap_timeout: float
+        self,
+        response: httpx.Response,
+        *,
+        first_token_timeout: float,
+        token_gap_timeout: float,
+        span: Span = INVALID_SPAN,
     ) -> None:
         self._response = response
+        self._span = span
         self._first_token_timeout = first_token_timeout
         self._token_gap_timeout = token_gap_timeout
         self._deltas_iter = self._deltas()
@@ -48,6 +60,7 @@ class VLLMGeneration:
         """Stop reading and drop the connection: vLLM aborts the request on disconnect."""
         await self._deltas_iter.aclose()
         await self._response.aclose()
+        _end(self._span)
 
     async def _deltas(self) -> AsyncGenerator[Delta, None]:
         events = iter_sse_bytes(self._response.aiter_bytes()).__aiter__()
@@ -71,11 +84,22 @@ class VLLMGeneration:
                 finished = finished or delta.finish_reason is not None
                 yield delta
         except httpx.HTTPError as exc:
-            raise EngineError(f"the engine connection failed mid-stream: {exc}") from exc
+            self._span.set_status(StatusCode.ERROR, "connection failed mid-stream")
+            raise EngineLost(f"the engine connection failed mid-stream: {exc}") from exc
+        except EngineTimeout:
+            self._span.set_status(StatusCode.ERROR, "timeout")
+            raise
         finally:
+            self._span.set_attribute("ragserve.finished", finished)
+            _end(self._span)
             await self._response.aclose()
         if not finished:
-            raise EngineError("the engine stream ended before the generation finished")
+            raise EngineLost("the engine stream ended before the generation finished")
+
+
+def _end(span: Span) -> None:
+    if span.is_recording():  # ended spans stop recording; ending twice only warns
+        span.end()
 
 
 def _parse_chunk(data: str) -> Delta | None:
@@ -148,9 +172,34 @@ class VLLMClient:
             "stream_options": {"include_usage": True},
             **_sampling(params),
         }
-        request = self._http.build_request("POST", "/v1/chat/completions", json=payload)
+        # A client span per attempt; its traceparent lets a traced vLLM join the trace.
+        span = _tracer.start_span(
+            "vllm chat", kind=SpanKind.CLIENT,
+            attributes={"server.address": self.base_url, "gen_ai.request.model": model},
+        )  # fmt: skip
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier, context=trace.set_span_in_context(span))
+        request = self._http.build_request(
+            "POST", "/v1/chat/completions", json=payload, headers=carrier
+        )
+        began = time.monotonic()
         try:
-            response = await self._http.send(request, stream=True)
+            return await self._send(request, began, span)
+        except BaseException as exc:
+            span.set_status(StatusCode.ERROR, type(exc).__name__)
+            _end(span)
+            raise
+
+    async def _send(self, request: httpx.Request, began: float, span: Span) -> VLLMGeneration:
+        try:
+            # The first-token budget starts now: an engine that accepts the connection and
+            # never answers (not even with headers) must time out like one that sends nothing.
+            with anyio.fail_after(self._first_token_timeout):
+                response = await self._http.send(request, stream=True)
+        except TimeoutError:
+            raise EngineTimeout(
+                f"the engine sent nothing for {self._first_token_timeout:g} s"
+            ) from None
         except httpx.TimeoutException as exc:
             raise EngineTimeout(f"the engine at {self.base_url} did not answer: {exc}") from exc
         except httpx.TransportError as exc:
@@ -161,8 +210,9 @@ class VLLMClient:
             raise _status_error(response.status_code, body, response.headers.get("retry-after"))
         return VLLMGeneration(
             response,
-            first_token_timeout=self._first_token_timeout,
+            first_token_timeout=self._first_token_timeout - (time.monotonic() - began),
             token_gap_timeout=self._token_gap_timeout,
+            span=span,
         )
 
     async def list_models(self) -> list[str]:

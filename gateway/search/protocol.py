@@ -42,6 +42,18 @@ class CollectionInfo(BaseModel):
     points: int
 
 
+class CollectionVersion(BaseModel):
+    """A fresh collection built for a re-index of ``alias`` (not yet live)."""
+
+    id: str
+    object: Literal["collection.version"] = "collection.version"
+    alias: str
+
+
+class AliasSwitch(BaseModel):
+    collection: str = Field(min_length=1, description="A version created for this alias")
+
+
 class CollectionList(BaseModel):
     object: Literal["list"] = "list"
     data: list[CollectionInfo]

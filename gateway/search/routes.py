@@ -10,11 +10,13 @@ from fastapi import APIRouter, Depends, Request
 
 from gateway.auth import ApiKey, Forbidden, restrict
 from gateway.deps import api_key
-from gateway.errors import ERROR_RESPONSES, InvalidRequest, NotFound, ServiceUnavailable
+from gateway.errors import ERROR_RESPONSES, InvalidRequest, NotFound, store_unavailable
 from gateway.retrieval_setup import RetrievalStack
 from gateway.search.protocol import (
+    AliasSwitch,
     CollectionInfo,
     CollectionList,
+    CollectionVersion,
     SearchRequest,
     SearchResponse,
     SearchResult,
@@ -33,9 +35,7 @@ def _not_found(name: str) -> NotFound:
 def _stack(request: Request) -> RetrievalStack:
     stack: RetrievalStack = request.app.state.retrieval
     if stack.retriever is None or stack.store is None:
-        raise ServiceUnavailable(
-            f"the vector store is unavailable: {stack.error}", code="store_unavailable"
-        )
+        raise store_unavailable(stack.error)
     return stack
 
 
@@ -46,7 +46,7 @@ async def search(
     stack = _stack(request)
     assert stack.retriever is not None
     collection = body.collection or request.app.state.settings.collection
-    flt = restrict(key, collection, body.filter)
+    flt = restrict(key, collection, body.filter, param="collection")
     try:
         found = await stack.retriever.retrieve(
             body.query,
@@ -91,9 +91,11 @@ async def list_collections(
     store: VectorStore | None = _stack(request).store
     assert store is not None
 
+    scope = key.filter if key is not None else None  # a tenant counts only its own points
+
     def collect() -> list[CollectionInfo]:
         names = _visible(key, store.list_collections())
-        return [CollectionInfo(name=name, points=store.count(name)) for name in names]
+        return [CollectionInfo(name=name, points=store.count(name, scope)) for name in names]
 
     return CollectionList(data=await anyio.to_thread.run_sync(collect))
 
@@ -104,9 +106,61 @@ async def delete_collection(
 ) -> dict[str, object]:
     store = _stack(request).store
     assert store is not None
-    if key is not None and not key.may_use(name):
-        raise Forbidden(f"this API key may not use the collection '{name}'", param="name")
+    restrict(key, name, None, param="name")
+    if key is not None and key.filter:
+        # The collection holds other tenants' documents too: a tenant deletes its documents.
+        raise Forbidden(
+            "this API key is limited by a filter and may not delete whole collections; "
+            "delete its documents instead",
+            param="name",
+            code="collection_forbidden",
+        )
     if not await anyio.to_thread.run_sync(store.collection_exists, name):
         raise _not_found(name)
     await anyio.to_thread.run_sync(store.delete_collection, name)
     return {"id": name, "object": "collection", "deleted": True}
+
+
+def _require_unrestricted(key: ApiKey | None, action: str) -> None:
+    # A re-index creates and drops physical collections that no per-key list names.
+    if key is not None and key.collections is not None:
+        raise Forbidden(f"{action} needs an API key that is not limited to some collections")
+
+
+@router.post("/v1/collections/{name}/versions", response_model=CollectionVersion)
+async def create_collection_version(
+    name: str, request: Request, key: Annotated[ApiKey | None, Depends(api_key)]
+) -> CollectionVersion:
+    """Start a re-index: a fresh collection beside the one ``name`` points at."""
+    _require_unrestricted(key, "re-indexing")
+    stack = _stack(request)
+    assert stack.store is not None
+    try:
+        fresh = await anyio.to_thread.run_sync(
+            stack.store.create_versioned, name, stack.embedder.dimension
+        )
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param="name") from exc
+    return CollectionVersion(id=fresh, alias=name)
+
+
+@router.post("/v1/collections/{name}/switch", response_model=CollectionVersion)
+async def switch_collection_alias(
+    name: str,
+    body: AliasSwitch,
+    request: Request,
+    key: Annotated[ApiKey | None, Depends(api_key)],
+) -> CollectionVersion:
+    """Finish a re-index: point ``name`` at the new version atomically, drop the old one."""
+    _require_unrestricted(key, "re-indexing")
+    stack = _stack(request)
+    assert stack.store is not None
+    if not body.collection.startswith(f"{name}_"):
+        raise InvalidRequest(
+            f"'{body.collection}' is not a version of '{name}'", param="collection"
+        )
+    try:
+        await anyio.to_thread.run_sync(stack.store.switch_alias, name, body.collection)
+    except CollectionNotFound as exc:
+        raise _not_found(exc.name) from exc
+    return CollectionVersion(id=body.collection, alias=name)
