@@ -77,12 +77,17 @@ class UnsupportedMediaType(APIError):
     status = 415
 
 
+class Conflict(APIError):
+    status = 409
+
+
 _TYPE_BY_STATUS = {
     400: "invalid_request_error",
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    409: "invalid_request_error",
     413: "invalid_request_error",
     415: "invalid_request_error",
     429: "rate_limit_error",
@@ -91,6 +96,22 @@ _TYPE_BY_STATUS = {
 
 def error_body(info: ErrorInfo) -> dict[str, Any]:
     return ErrorResponse(error=info).model_dump()
+
+
+# What a client is told when an upstream fails. The upstream's own words (engine URLs,
+# connection errors, a Qdrant host) stay in the log, tied to the request id.
+ENGINE_FAILED = {
+    502: "the engine failed while serving the request",
+    503: "no engine is available to serve the request; retry later",
+    504: "the engine did not answer in time",
+}
+STORE_FAILED = "the vector store is unavailable"
+
+
+def store_unavailable(exc: BaseException | str | None) -> ServiceUnavailable:
+    """The client's error for a failing store; ``exc`` (internal detail) is only logged."""
+    log.warning("vector store failure: %s", exc)
+    return ServiceUnavailable(STORE_FAILED, code="store_unavailable")
 
 
 def as_api_error(exc: Exception) -> APIError:
@@ -107,11 +128,15 @@ def as_api_error(exc: Exception) -> APIError:
         code = {503: "engine_unavailable", 504: "engine_timeout"}.get(exc.status)
         if exc.status == 404:
             code = "model_not_found"
-        return cls(exc.message, param=exc.param, code=code)
+        message = exc.message
+        if cls.status >= 500:
+            log.warning("engine failure: %s", exc.message)
+            message = ENGINE_FAILED[cls.status]
+        return cls(message, param=exc.param, code=code)
     if isinstance(exc, CollectionNotFound):
         return NotFound(str(exc), param="rag.collection", code="collection_not_found")
     if isinstance(exc, StoreError):
-        return ServiceUnavailable(f"the vector store failed: {exc}", code="store_unavailable")
+        return store_unavailable(exc)
     log.exception("unhandled error", exc_info=exc)
     error = APIError("internal server error")
     error.status, error.type = 500, "server_error"
@@ -181,5 +206,5 @@ def install_error_handlers(app: FastAPI) -> None:
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse}
-    for status in (400, 401, 403, 404, 413, 415, 429, 500, 502, 503, 504)
+    for status in (400, 401, 403, 404, 409, 413, 415, 429, 500, 502, 503, 504)
 }

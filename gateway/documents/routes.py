@@ -10,7 +10,7 @@ from gateway.auth import ApiKey
 from gateway.deps import api_key
 from gateway.documents.protocol import DeleteResult, DocumentList, UploadResult
 from gateway.documents.service import DocumentService, parse_form_tags
-from gateway.errors import ERROR_RESPONSES, ServiceUnavailable
+from gateway.errors import ERROR_RESPONSES, store_unavailable
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
@@ -18,10 +18,7 @@ router = APIRouter(responses=ERROR_RESPONSES)
 def _service(request: Request) -> DocumentService:
     service: DocumentService | None = request.app.state.documents
     if service is None:
-        raise ServiceUnavailable(
-            f"the vector store is unavailable: {request.app.state.retrieval.error}",
-            code="store_unavailable",
-        )
+        raise store_unavailable(request.app.state.retrieval.error)
     return service
 
 
@@ -44,6 +41,7 @@ async def upload_document(
         source=source,
         tags=parse_form_tags(tags),
         key=key,
+        reserved_tags=request.app.state.keys.tenant_tag_names,
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any, Literal, Protocol
 
 from gateway.auth import ApiKey, restrict
 from gateway.chat.protocol import RagOptions
-from gateway.errors import InvalidRequest, ServiceUnavailable
+from gateway.errors import InvalidRequest, store_unavailable
 from gateway.rag.prompt import Passage, fit_passages, new_fence_nonce, with_context
 from gateway.rag.query import retrieval_query
 from gateway.settings import ModelAlias
@@ -175,11 +175,10 @@ class RagPipeline:
         except ValueError as exc:  # the store refused the filter or the limits
             raise InvalidRequest(f"invalid retrieval options: {exc}", param="rag.filter") from exc
         except StoreError as exc:
+            unavailable = store_unavailable(exc)  # the detail is logged, never sent
             if self.defaults.on_store_error == "error":
-                raise ServiceUnavailable(
-                    f"the vector store failed: {exc}", code="store_unavailable"
-                ) from exc
-            context.degraded_reason = f"vector store unavailable: {exc}"
+                raise unavailable from exc
+            context.degraded_reason = unavailable.message
             return with_context(messages, [], ""), context
 
         with timings.stage("prompt"):

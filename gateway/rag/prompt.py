@@ -22,6 +22,10 @@ DEFAULT_SYSTEM_PROMPT = (
 
 # Anything that looks like one of our fences: <<<, >>>, and the fence words themselves.
 _FENCE_LOOKALIKE = re.compile(r"<{3,}|>{3,}|\b(?:BEGIN|END)[ _-]?(?:CONTEXT|PASSAGES?)\b", re.I)
+# Chat-template control tokens (ChatML <|im_start|>, Llama 3 <|eot_id|>, Llama 2 [INST] and
+# <<SYS>>, <s>): the engine renders the template and then parses special tokens out of the
+# text, so a document holding one would open a real system turn, past any fence.
+_TEMPLATE_TOKEN = re.compile(r"<\|[^\s|<>]{0,64}\|>|\[/?INST\]|<</?SYS>>|</?s>", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +44,13 @@ def new_fence_nonce() -> str:
 
 
 def escape_fences(text: str) -> str:
-    """Defang fence look-alikes inside document text (they stay readable)."""
-    return _FENCE_LOOKALIKE.sub(
-        lambda m: m.group(0).replace("<", "‹").replace(">", "›").replace("_", " ").lower(), text
-    )
+    """Defang fence look-alikes and chat-template tokens in document text (still readable)."""
+    text = _TEMPLATE_TOKEN.sub(lambda m: _defang(m.group(0)), text)
+    return _FENCE_LOOKALIKE.sub(lambda m: _defang(m.group(0)).replace("_", " ").lower(), text)
+
+
+def _defang(token: str) -> str:
+    return token.replace("<", "‹").replace(">", "›").replace("[", "⟦").replace("]", "⟧")
 
 
 def render_passage(passage: Passage) -> str:
