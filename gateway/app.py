@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from gateway import system
+from gateway import playground, system
 from gateway.admission import Admission, Limits, LocalAdmission
 from gateway.auth import KeyRing, load_keys
 from gateway.chat import routes as chat_routes
@@ -17,7 +17,7 @@ from gateway.documents import routes as document_routes
 from gateway.documents.service import DocumentService
 from gateway.embeddings import routes as embedding_routes
 from gateway.embeddings.service import EmbeddingService, embedding_model_name
-from gateway.errors import install_error_handlers
+from gateway.errors import install_error_handlers, publish_openai_errors
 from gateway.lifecycle import Lifecycle
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics
@@ -28,6 +28,7 @@ from gateway.retrieval_setup import RetrievalStack, open_retrieval
 from gateway.search import routes as search_routes
 from gateway.settings import Settings, get_settings
 from gateway.store_access import advertise, withdraw
+from gateway.tracing import configure_tracing, shutdown_tracing
 from llm.router import Router
 from llm.types import Engine
 from llm.vllm_client import VLLMClient
@@ -132,6 +133,8 @@ def create_app(
                 checks.cancel()
             withdraw(advertised)
             await app.state.admission.aclose()
+            if settings.otlp_endpoint:
+                shutdown_tracing()
             await app.state.engine.aclose()
             if retrieval is None:
                 await app.state.retrieval.aclose()
@@ -141,6 +144,7 @@ def create_app(
     app.state.metrics = Metrics()
     app.state.lifecycle = Lifecycle(settings.drain_timeout_s)
     configure_logging(settings.log_level)
+    configure_tracing(settings.otlp_endpoint, settings.otel_service_name)
     app.add_middleware(
         BodyLimitMiddleware,
         max_json_bytes=settings.max_json_bytes,
@@ -153,4 +157,6 @@ def create_app(
     app.include_router(embedding_routes.router)
     app.include_router(search_routes.router)
     app.include_router(document_routes.router)
+    app.include_router(playground.router)
+    publish_openai_errors(app)
     return app

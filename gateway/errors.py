@@ -208,3 +208,25 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse}
     for status in (400, 401, 403, 404, 409, 413, 415, 429, 500, 502, 503, 504)
 }
+
+
+def publish_openai_errors(app: FastAPI) -> None:
+    """Publish the errors the app sends: FastAPI documents a 422 it never returns here.
+
+    Validation failures are 400s in OpenAI's envelope (``validation_error``), so the
+    generated 422 responses and their ``HTTPValidationError`` schemas are dropped.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
