@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from gateway import system
+from gateway import playground, system
 from gateway.admission import Admission, Limits, LocalAdmission
 from gateway.auth import KeyRing, load_keys
 from gateway.chat import routes as chat_routes
@@ -157,5 +157,6 @@ def create_app(
     app.include_router(embedding_routes.router)
     app.include_router(search_routes.router)
     app.include_router(document_routes.router)
+    app.include_router(playground.router)
     publish_openai_errors(app)
     return app
