@@ -36,7 +36,7 @@ def ragserve(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RAGSERVE_QDRANT_PATH": str(store), "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
         [sys.executable, "-m", "gateway.cli", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
 
