@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -44,7 +45,8 @@ def _progress(done: int, total: int, slot: Slot, batch: Batch) -> None:
     print(
         f"[{done}/{total}] round {slot.round + 1}, {slot.concurrency} streams, {slot.target}: "
         f"{len(ok)} ok, {batch.errors} errors, TTFT p50 {ttft:.1f} ms, "
-        f"{batch.tokens_per_s:.1f} tokens/s, {batch.wall_s:.1f} s",
+        f"{batch.tokens_per_s:.1f} tokens/s, {batch.wall_s:.1f} s"
+        + (f", server CPU {batch.server_cpu_s:.2f} s" if batch.server_cpu_s is not None else ""),
         flush=True,
     )
     first_error = next((s.error for s in batch.samples if s.error), None)
@@ -78,6 +80,8 @@ async def measure(
         for name, target in by_name.items():  # connections, caches and lazy imports warmed
             for prompt in prompts[:warmup]:
                 await stream_chat(clients[name], target, prompt, max_tokens)
+        print(f"warmed up in {time.monotonic() - began:.0f} s", flush=True)
+        began = time.monotonic()  # the deadline counts measured batches only
         for index, slot in enumerate(plan):
             left = deadline_s - (time.monotonic() - began)
             if left <= 0:
@@ -120,7 +124,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured requests a target")
     parser.add_argument("--batch-time-limit", type=float, default=300.0, help="seconds")
     parser.add_argument("--deadline", type=float, default=3600.0, help="seconds, all batches")
-    parser.add_argument("--synthetic-delay-ms", type=float, default=5.0)
+    parser.add_argument(
+        "--synthetic-delay-ms", type=float, default=20.0, help="between tokens (a GPU-like 50/s)"
+    )
     parser.add_argument("--synthetic-first-token-ms", type=float, default=0.0)
     parser.add_argument("--litellm-venv", type=Path, default=DEFAULT_LITELLM_VENV)
     parser.add_argument("--out", type=Path, help="the JSON (default bench/results/NAME.json)")
@@ -179,7 +185,12 @@ def run(args: argparse.Namespace) -> RunRecord:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    record = run(args)
+    # SIGTERM unwinds like Ctrl-C does, so the processes this run started are stopped.
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        record = run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     record.save(args.out)
     written: list[Path] = []
     if args.plots:

@@ -12,9 +12,11 @@ import asyncio
 import itertools
 import json
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -39,6 +41,8 @@ class Target:
     base_url: str
     model: str
     extra_body: Mapping[str, Any] = field(default_factory=dict)
+    # The server processes behind it that this run started: their CPU time is measured.
+    pids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_url", require_loopback(self.base_url))
@@ -99,6 +103,7 @@ class Batch:
     samples: list[StreamSample]
     wall_s: float
     cut_by_time_limit: int = 0  # requests in flight or never sent when time ran out
+    server_cpu_s: float | None = None  # CPU time the target's own processes used meanwhile
 
     @property
     def tokens(self) -> int:
@@ -121,6 +126,7 @@ class Batch:
             "requests": self.requests,
             "wall_s": self.wall_s,
             "cut_by_time_limit": self.cut_by_time_limit,
+            "server_cpu_s": self.server_cpu_s,
             "samples": [sample.as_dict() for sample in self.samples],
         }
 
@@ -133,8 +139,29 @@ class Batch:
             requests=data["requests"],
             wall_s=data["wall_s"],
             cut_by_time_limit=data.get("cut_by_time_limit", 0),
+            server_cpu_s=data.get("server_cpu_s"),
             samples=[StreamSample(**sample) for sample in data["samples"]],
         )
+
+
+def cpu_seconds(pids: Sequence[int]) -> float | None:
+    """User + system CPU time of these processes (all their threads) so far; Linux only.
+
+    Wall-clock overhead on a busy machine is noisy; the CPU a proxy burns per request is
+    not, so the report shows both.
+    """
+    if not pids:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state is field 3
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / ticks
 
 
 def parse_server_timing(header: str) -> dict[str, float]:
@@ -230,6 +257,7 @@ async def run_batch(
             prompt = prompts[index % len(prompts)]
             samples.append(await stream_chat(client, target, prompt, max_tokens))
 
+    cpu_before = cpu_seconds(target.pids)
     began = time.perf_counter()
     try:
         async with asyncio.timeout(time_limit_s):
@@ -237,6 +265,7 @@ async def run_batch(
     except TimeoutError:
         pass
     wall_s = time.perf_counter() - began
+    cpu_after = cpu_seconds(target.pids)
     return Batch(
         target=target.name,
         concurrency=concurrency,
@@ -245,4 +274,5 @@ async def run_batch(
         samples=samples,
         wall_s=wall_s,
         cut_by_time_limit=requests - len(samples),
+        server_cpu_s=None if cpu_before is None or cpu_after is None else cpu_after - cpu_before,
     )

@@ -114,8 +114,8 @@ def table(found: Sequence[Figures], costs: Sequence[Overhead]) -> list[str]:
     lines = [
         "| streams | target | requests | errors | TTFT p50 ms | TTFT p90 ms | TTFT p99 ms "
         "| ITL p50 ms | tokens/s | TTFT p50 ÷ direct | added TTFT p50 ms (per round) "
-        "| ITL ÷ direct | tokens/s ÷ direct |",
-        "|" + " ---: | --- |" + " ---: |" * 8 + " --- | ---: | ---: |",
+        "| ITL ÷ direct | tokens/s ÷ direct | server CPU ms / request |",
+        "|" + " ---: | --- |" + " ---: |" * 8 + " --- | ---: | ---: | ---: |",
     ]
     for f in found:
         cost = by_key.get((f.concurrency, f.target))
@@ -132,7 +132,9 @@ def table(found: Sequence[Figures], costs: Sequence[Overhead]) -> list[str]:
         lines.append(
             f"| {f.concurrency} | {f.target} | {f.requests} | {f.errors} "
             f"| {_fmt(f.ttft_ms.p50)} | {_fmt(f.ttft_ms.p90)} | {_fmt(f.ttft_ms.p99)} "
-            f"| {_fmt(f.itl_ms.p50, 2)} | {_fmt(f.tokens_per_s)} | " + " | ".join(relative) + " |"
+            f"| {_fmt(f.itl_ms.p50, 2)} | {_fmt(f.tokens_per_s)} | "
+            + " | ".join(relative)
+            + f" | {_fmt(f.server_cpu_ms_per_request, 2)} |"
         )
     return lines
 

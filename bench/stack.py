@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from bench.loadgen import Target
-from tests.support.processes import REPO, free_port, gateway_process, stop, wait_http
+from tests.support.processes import REPO, free_port, start_gateway, stop, wait_http
 
 TARGET_NAMES = ("direct", "ragserve", "ragserve-rag", "litellm")
 SAMPLES = REPO / "ingest" / "samples"
@@ -35,30 +35,42 @@ class StackConfig:
     upstream: str = "engine"  # "engine" (an OpenAI-compatible vLLM) or "synthetic"
     engine_url: str = "http://127.0.0.1:8100"
     engine_model: str = "smollm2-135m-instruct"
-    synthetic_delay_ms: float = 5.0
+    synthetic_delay_ms: float = 20.0
     synthetic_first_token_ms: float = 0.0
     litellm_venv: Path = REPO / ".venv-litellm"
     start_timeout_s: float = 180.0
 
 
+def process_tree(pid: int) -> tuple[int, ...]:
+    """``pid`` and its descendants now (a server that forks workers is measured whole)."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in task.read_text().split():
+            found += process_tree(int(child))
+    return tuple(found)
+
+
 @contextmanager
-def command_process(
-    command: list[str], log: Path, ready_url: str, *, env: Mapping[str, str], timeout: float
-) -> Iterator[None]:
-    """Any server process, waited on until ``ready_url`` answers, stopped by its PID."""
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            command, cwd=REPO, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
-        )
+def serving(
+    process: subprocess.Popen[bytes], ready_url: str, log: Path, timeout: float
+) -> Iterator[tuple[int, ...]]:
+    """Wait until ``ready_url`` answers; yield the server's PIDs; stop it by its PID."""
     try:
         wait_http(ready_url, process, timeout, log)
-        yield
+        yield process_tree(process.pid)
     finally:
         stop(process)
 
 
+def start_command(command: list[str], log: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            command, cwd=REPO, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
 @contextmanager
-def synthetic_upstream(config: StackConfig) -> Iterator[str]:
+def synthetic_upstream(config: StackConfig) -> Iterator[tuple[str, tuple[int, ...]]]:
     port = free_port()
     command = [
         sys.executable, "-m", "bench.synthetic_upstream", "--port", str(port),
@@ -67,8 +79,8 @@ def synthetic_upstream(config: StackConfig) -> Iterator[str]:
     ]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     log = config.logs / "synthetic-upstream.log"
-    with command_process(command, log, url + "/health", env={}, timeout=30.0):
-        yield url
+    with serving(start_command(command, log, {}), url + "/health", log, 30.0) as pids:
+        yield url, pids
 
 
 def litellm_config(upstream_url: str, model: str) -> dict[str, Any]:
@@ -93,7 +105,9 @@ def litellm_config(upstream_url: str, model: str) -> dict[str, Any]:
 
 
 @contextmanager
-def litellm_proxy(config: StackConfig, upstream_url: str, model: str) -> Iterator[str]:
+def litellm_proxy(
+    config: StackConfig, upstream_url: str, model: str
+) -> Iterator[tuple[str, tuple[int, ...]]]:
     executable = config.litellm_venv / "bin" / "litellm"
     if not executable.exists():
         raise SystemExit(
@@ -113,10 +127,23 @@ def litellm_proxy(config: StackConfig, upstream_url: str, model: str) -> Iterato
     }
     url = f"http://127.0.0.1:{port}"
     log = config.logs / "litellm.log"
-    with command_process(
-        command, log, url + "/health/liveliness", env=env, timeout=config.start_timeout_s
-    ):
-        yield url
+    process = start_command(command, log, env)
+    with serving(process, url + "/health/liveliness", log, config.start_timeout_s) as pids:
+        yield url, pids
+
+
+@contextmanager
+def ragserve_gateway(
+    config: StackConfig, upstream_url: str
+) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """A gateway process of its own, on a scratch store (never the repo's data/qdrant)."""
+    port = free_port()
+    env = {"RAGSERVE_ENGINE_URLS": upstream_url, "RAGSERVE_LOG_LEVEL": "warning"}
+    log = config.logs / "gateway.log"
+    process = start_gateway(env, log, port)
+    url = f"http://127.0.0.1:{port}"
+    with serving(process, url + "/readyz", log, config.start_timeout_s) as pids:
+        yield url, pids
 
 
 def upload_samples(gateway_url: str, collection: str = "docs") -> int:
@@ -143,25 +170,20 @@ def running_stack(config: StackConfig) -> Iterator[list[Target]]:
         raise ValueError(f"unknown targets {sorted(unknown)}; choose from {TARGET_NAMES}")
     config.logs.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
+        upstream_pids: tuple[int, ...] = ()  # an engine we did not start is not measured
         if config.upstream == "synthetic":
-            upstream_url, model = stack.enter_context(synthetic_upstream(config)), "synthetic"
+            upstream_url, upstream_pids = stack.enter_context(synthetic_upstream(config))
+            model = "synthetic"
         else:
             upstream_url, model = config.engine_url, config.engine_model
-        found: dict[str, Target] = {"direct": Target("direct", upstream_url, model)}
+        found = {"direct": Target("direct", upstream_url, model, pids=upstream_pids)}
         if {"ragserve", "ragserve-rag"} & set(config.targets):
-            # A scratch store of its own (gateway_process): never the repo's data/qdrant.
-            env = {"RAGSERVE_ENGINE_URLS": upstream_url, "RAGSERVE_LOG_LEVEL": "warning"}
-            gateway = stack.enter_context(
-                gateway_process(
-                    env, config.logs / "gateway.log", ready_path="/readyz",
-                    timeout=config.start_timeout_s,
-                )
-            )  # fmt: skip
+            gateway, pids = stack.enter_context(ragserve_gateway(config, upstream_url))
             if "ragserve-rag" in config.targets:
                 upload_samples(gateway)
-            found["ragserve"] = Target("ragserve", gateway, model)
-            found["ragserve-rag"] = Target("ragserve-rag", gateway, RAG_MODEL)
+            found["ragserve"] = Target("ragserve", gateway, model, pids=pids)
+            found["ragserve-rag"] = Target("ragserve-rag", gateway, RAG_MODEL, pids=pids)
         if "litellm" in config.targets:
-            litellm = stack.enter_context(litellm_proxy(config, upstream_url, model))
-            found["litellm"] = Target("litellm", litellm, model)
+            litellm, pids = stack.enter_context(litellm_proxy(config, upstream_url, model))
+            found["litellm"] = Target("litellm", litellm, model, pids=pids)
         yield [found[name] for name in config.targets]

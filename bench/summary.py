@@ -27,6 +27,7 @@ class Figures:
     tokens_per_s: float  # median over rounds of each batch's throughput
     tokens_per_s_by_round: tuple[float, ...]
     prompt_tokens_p50: float
+    server_cpu_ms_per_request: float  # the target's own processes; NaN when not measured
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -39,6 +40,7 @@ class Figures:
             "tokens_per_s": self.tokens_per_s,
             "tokens_per_s_by_round": list(self.tokens_per_s_by_round),
             "prompt_tokens_p50": self.prompt_tokens_p50,
+            "server_cpu_ms_per_request": self.server_cpu_ms_per_request,
         }
 
 
@@ -86,6 +88,14 @@ def _order(keys: Iterable[tuple[int, str]], targets: Sequence[str]) -> list[tupl
     return sorted(keys, key=lambda key: (key[0], rank.get(key[1], len(rank)), key[1]))
 
 
+def _cpu_ms_per_request(batches: Sequence[Batch]) -> float:
+    measured = [b for b in batches if b.server_cpu_s is not None]
+    served = sum(sum(s.ok for s in b.samples) for b in measured)
+    if not served:
+        return math.nan
+    return 1000 * sum(b.server_cpu_s or 0.0 for b in measured) / served
+
+
 def figures(batches: Sequence[Batch], targets: Sequence[str]) -> list[Figures]:
     """Figures per (level, target), levels ascending, targets in the order given."""
     groups = _group(batches)
@@ -105,6 +115,7 @@ def figures(batches: Sequence[Batch], targets: Sequence[str]) -> list[Figures]:
                 tokens_per_s=median(by_round),
                 tokens_per_s_by_round=by_round,
                 prompt_tokens_p50=median(prompts),
+                server_cpu_ms_per_request=_cpu_ms_per_request(group),
             )
         )
     return out

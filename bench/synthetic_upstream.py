@@ -5,7 +5,7 @@ looks at the prompt, so what a proxy in front of it costs is not hidden behind a
 model (a 135M model on two CPU cores takes ~100 ms a token; this takes ~0). It proves
 nothing about features; the real vLLM engine does that.
 
-    python -m bench.synthetic_upstream --port 8300 --delay-ms 5 --model synthetic
+    python -m bench.synthetic_upstream --port 8300 --delay-ms 20 --model synthetic
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--model", default="synthetic")
-    parser.add_argument("--delay-ms", type=float, default=5.0, help="between tokens")
+    parser.add_argument("--delay-ms", type=float, default=20.0, help="between tokens")
     parser.add_argument("--first-token-ms", type=float, default=0.0, help="a simulated prefill")
     parser.add_argument("--tokens", type=int, default=64, help="when a request sets no max_tokens")
     args = parser.parse_args()

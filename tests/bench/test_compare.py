@@ -38,6 +38,9 @@ def test_a_tiny_run_measures_every_target_and_writes_its_report(
     plain = max(s["prompt_tokens"] for t, s in samples if t == "ragserve")
     with_context = min(s["prompt_tokens"] for t, s in samples if t == "ragserve-rag")
     assert with_context > plain + 100
+    # The CPU of the processes behind each target was read around every batch.
+    assert all(b["server_cpu_s"] is not None for b in batches)
+    assert sum(b["server_cpu_s"] for b in batches if b["target"] == "ragserve-rag") > 0
     assert saved["versions"]["ragserve_git"] and saved["machine"]["cores"]
     assert {o["target"] for o in saved["overheads"]} == {"ragserve", "ragserve-rag"}
     assert len(list((tmp_path / "img").glob("bench-tiny-*.png"))) == 3

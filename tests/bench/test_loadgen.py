@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -12,6 +14,7 @@ from bench.loadgen import (
     Batch,
     StreamSample,
     Target,
+    cpu_seconds,
     new_client,
     parse_server_timing,
     require_loopback,
@@ -65,6 +68,18 @@ def test_only_loopback_targets_are_loaded(url: str) -> None:
 def test_loopback_urls_lose_their_trailing_slash() -> None:
     assert require_loopback("http://localhost:8000/") == "http://localhost:8000"
     assert Target("x", "http://[::1]:9/", "m").base_url == "http://[::1]:9"
+
+
+def test_cpu_time_of_processes_grows_as_they_work() -> None:
+    me = (os.getpid(),)
+    before = cpu_seconds(me)
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:  # burn CPU, not wall time
+        pass
+    after = cpu_seconds(me)
+    assert before is not None and after is not None and after - before >= 0.1
+    assert cpu_seconds(()) is None
+    assert cpu_seconds((2**22 + 12345,)) is None  # no such process
 
 
 def test_server_timing_header_is_read_into_stages() -> None:

@@ -58,6 +58,15 @@ def test_figures_pool_rounds_and_keep_each_rounds_throughput() -> None:
     assert direct.tokens_per_s == 16.5
 
 
+def test_server_cpu_is_per_request_served_and_nan_when_not_measured() -> None:
+    measured = [batch("ragserve", [1.0, 2.0]), batch("ragserve", [1.0, 2.0], round_=1)]
+    measured[0].server_cpu_s, measured[1].server_cpu_s = 0.5, 0.3
+    unmeasured = batch("direct", [1.0])
+    found = {f.target: f for f in figures([*measured, unmeasured], TARGETS)}
+    assert found["ragserve"].server_cpu_ms_per_request == pytest.approx(200.0)
+    assert math.isnan(found["direct"].server_cpu_ms_per_request)
+
+
 def test_overheads_are_against_direct_with_a_figure_per_round() -> None:
     batches = [
         batch("direct", [10.0, 10.0], round_=0),
