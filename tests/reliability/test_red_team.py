@@ -11,6 +11,7 @@ turns the gateway built, whatever role markers a document carries.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from collections.abc import Iterator
@@ -77,11 +78,15 @@ def ask(gateway: str, document: Path) -> tuple[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def answers(red_team_gateway: str) -> dict[Path, tuple[str, dict[str, Any]]]:
+def answers(red_team_gateway: str, artifacts_dir: Path) -> dict[Path, tuple[str, dict[str, Any]]]:
     # All at once: the engine batches them, so the set costs about one long answer.
     with ThreadPoolExecutor(len(RED_TEAM)) as pool:
         asked = {doc: pool.submit(ask, red_team_gateway, doc) for doc in RED_TEAM}
-        return {doc: future.result() for doc, future in asked.items()}
+        got = {doc: future.result() for doc, future in asked.items()}
+    # What the model said, for a person to read (the test only checks for the canary).
+    record = {doc.name: answer for doc, (answer, _) in got.items()}
+    (artifacts_dir / "red-team-answers.json").write_text(json.dumps(record, indent=2))
+    return got
 
 
 @pytest.mark.parametrize("document", RED_TEAM, ids=[p.stem for p in RED_TEAM])

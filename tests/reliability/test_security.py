@@ -46,9 +46,17 @@ def gateway_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def secured(engine_url: str, gateway_log: Path) -> Iterator[str]:
+def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("security-store")
+
+
+@pytest.fixture(scope="module")
+def secured(engine_url: str, gateway_log: Path, store_path: Path) -> Iterator[str]:
     env = {
         "RAGSERVE_ENGINE_URLS": engine_url,
+        "RAGSERVE_QDRANT_PATH": str(store_path),
+        # A model alias is another way to name a collection.
+        "RAGSERVE_MODEL_ALIASES": json.dumps({"vault": {"collection": "private"}}),
         "RAGSERVE_ENGINE_API_KEY": ENGINE_SECRET,
         "RAGSERVE_API_KEYS": json.dumps(KEYS),
         "RAGSERVE_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
@@ -177,6 +185,19 @@ def test_a_foreign_or_unknown_collection_is_403_and_says_nothing_of_its_existenc
     # The physical collection behind the "shared" alias is not "shared" either.
     listed = httpx.get(f"{secured}/v1/collections", headers=auth(ADMIN), timeout=30).json()
     assert "private" in {c["name"] for c in listed["data"]}
+
+
+def test_aliases_do_not_open_a_foreign_collection(secured: str, store_path: Path) -> None:
+    # The edge store keeps "private" as an alias of a physical collection with its own name.
+    catalog = json.loads((store_path / "catalog.json").read_text())
+    physical = catalog["aliases"]["private"]
+    assert physical != "private"
+    for name in (physical, catalog["aliases"]["shared"]):
+        found = search(secured, TENANT_A, query="vault code", collection=name)
+        assert assert_error(found, 403, "permission_error")["code"] == "collection_forbidden"
+    by_model = chat(secured, TENANT_A, model="vault")
+    assert assert_error(by_model, 403, "permission_error")["param"] == "rag.collection"
+    assert chat(secured, ADMIN, model="vault").status_code == 200
 
 
 def test_documents_list_and_delete_see_only_the_tenants_own_documents(secured: str) -> None:
