@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -32,6 +33,7 @@ class ModelList(BaseModel):
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     registry = request.app.state.metrics.registry
+    request.app.state.metrics.event_loop_tasks.set(len(asyncio.all_tasks()))
     engine = request.app.state.engine
     for replica in getattr(engine, "replicas", []):
         healthy = 0.0 if replica.state.open_until else 1.0

@@ -77,6 +77,22 @@ async def _finish(generation: Generation, slot: Slot) -> None:
         slot.release()
 
 
+async def _admit_and_start(
+    request: Request,
+    service: ChatService,
+    body: ChatCompletionRequest,
+    timings: Timings,
+    key: ApiKey | None,
+) -> tuple[Slot, PreparedChat, Generation]:
+    slot = await request.app.state.admission.admit(key)
+    try:
+        chat = await service.prepare(body, timings, key)
+        return slot, chat, await service.start(chat)
+    except BaseException:
+        slot.release()
+        raise
+
+
 @router.post(
     "/v1/chat/completions",
     response_model=ChatCompletion,
@@ -92,13 +108,14 @@ async def create_chat_completion(
     # connections, so refusing it would only lose the request in that short window.
     lifecycle: Lifecycle = request.app.state.lifecycle
     timings = Timings()
-    slot = await request.app.state.admission.admit(key)
     try:
-        chat = await service.prepare(body, timings, key)
-        generation = await service.start(chat)
-    except BaseException:
-        slot.release()
-        raise
+        # A client that leaves while queued, retrieving or waiting for the engine's answer
+        # must not leave work behind: the start is cancelled, which aborts it in the engine.
+        slot, chat, generation = await until_disconnect(
+            request, _admit_and_start(request, service, body, timings, key)
+        )
+    except ClientDisconnected:
+        return Response(status_code=499)
     if body.stream:
         # sse-starlette cancels the generator when the client disconnects; the service
         # then closes the engine stream, which aborts the request in vLLM.
