@@ -8,13 +8,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# Requests are strict: a type the schema does not allow is a 400, as OpenAI answers it,
+# never silently coerced ("false" to a float threshold of 0.0, "16" to 16 tokens).
+STRICT = ConfigDict(strict=True)
+
 
 class TextPart(BaseModel):
+    model_config = STRICT
+
     type: Literal["text"]
     text: str
 
 
 class ChatMessage(BaseModel):
+    model_config = STRICT
+
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart] | None = None
     name: str | None = None
@@ -39,13 +47,15 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
+    model_config = STRICT
+
     include_usage: bool = False
 
 
 class RagOptions(BaseModel):
     """ragserve's per-request retrieval controls (``extra_body={"rag": {...}}``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     enabled: bool | None = None
     collection: str | None = Field(default=None, min_length=1, max_length=255)
@@ -59,7 +69,7 @@ _UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "logprobs"
 
 
 class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)

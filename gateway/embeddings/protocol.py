@@ -10,7 +10,7 @@ MAX_INPUTS = 2048
 
 
 class EmbeddingRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)  # a wrong type is a 400
 
     model: str = Field(min_length=1)
     input: str | list[str] | list[int] | list[list[int]]

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class SearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # a wrong type is a 400
 
     query: str = Field(min_length=1, max_length=8192)
     collection: str | None = Field(default=None, min_length=1, max_length=255)
