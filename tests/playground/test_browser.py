@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
 from gateway.auth import digest
-from tests.support.processes import free_port, gateway_process
+from tests.support.processes import free_port, gateway_process, python_module_process
 
 pytestmark = pytest.mark.engine
 
@@ -130,21 +129,19 @@ def test_a_document_uploaded_through_the_page_is_listed_then_deleted(
 GOOD_KEY = "playground-secret"
 
 
-@pytest.fixture(scope="module")
-def secured_without_engine(artifacts_dir: Path) -> Iterator[str]:
-    """Keys configured, and an engine address where nothing listens."""
+def test_key_engine_and_stream_errors_are_told_in_words(browser: Browser, artifacts_dir: Path
+                                                        ) -> None:  # fmt: skip
+    """Keys configured; the engine first absent, then a scripted one that fails mid-stream."""
+    engine_port = free_port()
     env = {
-        "RAGSERVE_ENGINE_URLS": f"http://127.0.0.1:{free_port()}",
+        "RAGSERVE_ENGINE_URLS": f"http://127.0.0.1:{engine_port}",
         "RAGSERVE_API_KEYS": json.dumps([{"name": "tester", "sha256": digest(GOOD_KEY)}]),
+        # No breaker and no probes: the engine is reachable as soon as it is started below.
+        "RAGSERVE_ENGINE_FAILURE_THRESHOLD": "1000",
+        "RAGSERVE_ENGINE_HEALTH_INTERVAL_S": "0",
     }
-    with gateway_process(env, artifacts_dir / "gateway-playground-secured.log") as url:
-        yield url
-
-
-def test_key_and_engine_errors_are_told_in_words(browser: Browser, secured_without_engine: str
-                                                 ) -> None:  # fmt: skip
-    page, _ = open_page(browser, secured_without_engine)
-    try:
+    with gateway_process(env, artifacts_dir / "gateway-playground-errors.log") as url:
+        page, _ = open_page(browser, url)
         notice = page.locator("#notice")
         expect(page.locator("#api-key")).to_be_visible()
         expect(notice).to_have_text(
@@ -160,5 +157,20 @@ def test_key_and_engine_errors_are_told_in_words(browser: Browser, secured_witho
         expect(notice).to_contain_text("Could not load the models.", timeout=60_000)
         expect(notice).to_contain_text("engine is not reachable")
         expect(page.locator("#ask-button")).to_be_disabled()
-    finally:
+
+        with python_module_process(
+            "tests.support.scripted_upstream",
+            ["--port", str(engine_port), "--fault", "error"],
+            artifacts_dir / "upstream-playground.log",
+            f"http://127.0.0.1:{engine_port}/health",
+        ):
+            page.press("#api-key", "Enter")  # try again, now that an engine answers
+            expect(notice).to_be_hidden(timeout=60_000)
+            page.select_option("#target", "model:scripted")
+            page.fill("#question", "Say three words.")
+            page.click("#ask-button")
+            turn = page.locator(".turn").first
+            expect(turn).to_have_attribute("data-state", "failed", timeout=60_000)
+            expect(turn.locator(".answer")).to_have_text("one two three")
+            expect(turn.locator(".turn-error")).to_contain_text("The answer stopped part-way:")
         page.close()
