@@ -5,14 +5,8 @@
 const MARKER = /\[(\d{1,3}(?:\s*[,–-]\s*\d{1,3})*)\]/g;
 const NUMBER = /\d{1,3}/g;
 
-const STAGE_LABELS = {
-  preprocess: "preprocess",
-  embed: "embed",
-  search: "search",
-  prompt: "prompt",
-  engine_first_token: "first token",
-  total: "total",
-};
+// Stage names as people read them; the others (embed, search, total...) read as they are.
+const STAGE_LABELS = { engine_first_token: "first token" };
 
 const FINISH_NOTES = {
   length: "stopped at the max tokens limit",
