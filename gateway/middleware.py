@@ -12,6 +12,7 @@ import time
 import uuid
 
 from opentelemetry.trace import StatusCode
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -105,6 +106,14 @@ class BodyLimitMiddleware:
             return
         path: str = scope["path"]
         headers = dict(scope["headers"])
+        keys = getattr(getattr(scope.get("app"), "state", None), "keys", None)
+        if keys is not None and path.startswith("/v1/"):
+            # The key first: a caller without one must not make the gateway read a body.
+            try:
+                keys.authenticate(Request(scope))
+            except APIError as error:
+                await _refuse(scope, receive, send, error)
+                return
         if path in JSON_ROUTES:
             ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
             if ctype != b"application/json":

@@ -295,6 +295,31 @@ def test_every_v1_route_answers_a_missing_or_bad_key_with_an_openai_401(
     assert {d["id"] for d in documents(secured, ADMIN, "shared").json()["data"]} >= {"a-vault.txt"}
 
 
+def test_the_key_is_checked_before_any_body_is_read(secured: str) -> None:
+    """Without a key, an oversize upload or a non-JSON body is a 401, not a 413 or 415."""
+
+    def body() -> Iterator[bytes]:
+        for _ in range(MAX_UPLOAD // 65536 + 2):
+            yield b"0" * 65536
+
+    for headers in ({}, {"Authorization": "Bearer sk-wrong"}):
+        upload_headers = {**headers, "content-type": "multipart/form-data; boundary=xyz"}
+        oversize = httpx.post(f"{secured}/v1/documents", content=body(), headers=upload_headers,
+                              timeout=60)  # fmt: skip
+        assert assert_error(oversize, 401, "authentication_error")["code"] == "invalid_api_key"
+        declared = httpx.post(f"{secured}/v1/documents", content=b"0" * (MAX_UPLOAD + 1),
+                              headers=upload_headers, timeout=60)  # fmt: skip
+        assert_error(declared, 401, "authentication_error")
+        text = httpx.post(f"{secured}/v1/search", content=b"hello", timeout=30,
+                          headers={**headers, "content-type": "text/plain"})  # fmt: skip
+        assert_error(text, 401, "authentication_error")
+    # With a key the limits apply as before.
+    multipart = {**auth(ADMIN), "content-type": "multipart/form-data; boundary=xyz"}
+    admitted = httpx.post(f"{secured}/v1/documents", content=body(), headers=multipart,
+                          timeout=60)  # fmt: skip
+    assert admitted.status_code == 413
+
+
 def test_keys_are_checked_against_every_key_with_compare_digest(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
