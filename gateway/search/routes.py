@@ -122,9 +122,13 @@ async def delete_collection(
 
 
 def _require_unrestricted(key: ApiKey | None, action: str) -> None:
-    # A re-index creates and drops physical collections that no per-key list names.
-    if key is not None and key.collections is not None:
-        raise Forbidden(f"{action} needs an API key that is not limited to some collections")
+    # A re-index creates and drops physical collections that no per-key list names, and
+    # drops every tenant's chunks with the old one.
+    if key is not None and (key.collections is not None or key.filter):
+        raise Forbidden(
+            f"{action} needs an API key that is not limited to some collections or by a filter",
+            code="collection_forbidden",
+        )
 
 
 @router.post("/v1/collections/{name}/versions", response_model=CollectionVersion)

@@ -27,6 +27,7 @@ from tests.support.processes import free_port, gateway_process
 pytestmark = pytest.mark.engine
 
 ADMIN, TENANT_A, TENANT_B = "sk-admin-0c1d2e", "sk-tenant-a-4f5a6b", "sk-tenant-b-7c8d9e"
+TENANT_C = "sk-tenant-c-1a2b3c"  # a filter and no collection list: every collection, own chunks
 ENGINE_SECRET = "sk-engine-upstream-31a7"
 KEYS = [
     {"name": "admin", "sha256": digest(ADMIN)},
@@ -34,6 +35,7 @@ KEYS = [
      "filter": {"tags": ["tenant=a"]}},
     {"name": "tenant-b", "sha256": digest(TENANT_B), "collections": ["shared"],
      "filter": {"tags": ["tenant=b"]}},
+    {"name": "tenant-c", "sha256": digest(TENANT_C), "filter": {"tags": ["tenant=c"]}},
 ]  # fmt: skip
 B_SECRET, A_FACT = "ORCHID-5513", "LUPIN-2208"
 MAX_UPLOAD = 2 * 1024 * 1024
@@ -230,6 +232,22 @@ def test_collections_listing_counts_only_the_tenants_points_and_it_cannot_drop_o
     assert a_points == 1 and all_points >= 2
     dropped = httpx.delete(f"{secured}/v1/collections/shared", headers=auth(TENANT_A), timeout=30)
     assert assert_error(dropped, 403, "permission_error")["code"] == "collection_forbidden"
+    assert search(secured, TENANT_B, query="vault code", collection="shared").json()["results"]
+
+
+def test_a_tenant_with_every_collection_still_cannot_drop_or_reindex_one(secured: str) -> None:
+    headers = auth(TENANT_C)
+    attempts = [
+        httpx.delete(f"{secured}/v1/collections/shared", headers=headers, timeout=30),
+        httpx.post(f"{secured}/v1/collections/shared/versions", headers=headers, timeout=30),
+        httpx.post(f"{secured}/v1/collections/shared/switch", headers=headers, timeout=30,
+                   json={"collection": "shared_20260101T000000_00000000"}),
+    ]  # fmt: skip
+    for response in attempts:
+        assert assert_error(response, 403, "permission_error")["code"] == "collection_forbidden"
+    assert (
+        search(secured, TENANT_C, query="vault code", collection="shared").json()["results"] == []
+    )
     assert search(secured, TENANT_B, query="vault code", collection="shared").json()["results"]
 
 
