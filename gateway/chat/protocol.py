@@ -8,9 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-# Requests are strict: a type the schema does not allow is a 400, as OpenAI answers it,
-# never silently coerced ("false" to a float threshold of 0.0, "16" to 16 tokens).
-STRICT = ConfigDict(strict=True)
+from gateway.wire import STRICT, integral
 
 
 class TextPart(BaseModel):
@@ -64,6 +62,8 @@ class RagOptions(BaseModel):
     mode: Literal["dense", "sparse", "hybrid"] | None = None
     min_score: float | None = None
 
+    _top_k = field_validator("top_k", mode="before")(integral)
+
 
 _UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "logprobs", "top_logprobs")
 
@@ -93,6 +93,10 @@ class ChatCompletionRequest(BaseModel):
     function_call: Any = None
     logprobs: bool | None = None
     top_logprobs: Any = None
+
+    _integers = field_validator("max_tokens", "max_completion_tokens", "seed", "n", mode="before")(
+        integral
+    )
 
     @field_validator("stop")
     @classmethod

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gateway.wire import integral
 
 
 class SearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)  # a wrong type is a 400
+    model_config = ConfigDict(extra="forbid", strict=True)  # see gateway.wire
 
     query: str = Field(min_length=1, max_length=8192)
     collection: str | None = Field(default=None, min_length=1, max_length=255)
@@ -16,6 +18,8 @@ class SearchRequest(BaseModel):
     mode: Literal["dense", "sparse", "hybrid"] = "hybrid"
     filter: dict[str, Any] | None = None
     min_score: float | None = None
+
+    _top_k = field_validator("top_k", mode="before")(integral)
 
 
 class SearchResult(BaseModel):

@@ -53,7 +53,7 @@ EXCLUDED_CHECKS = [positive_data_acceptance]
 MAX_FUZZ_TOKENS = 4
 # Examples per campaign: small in `make test`; raise it for a deeper run.
 FUZZ = settings(
-    max_examples=int(os.environ.get("RAGSERVE_FUZZ_EXAMPLES", "25")),
+    max_examples=int(os.environ.get("RAGSERVE_FUZZ_EXAMPLES", "20")),
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
@@ -196,3 +196,26 @@ def test_damaged_documents_are_indexed_or_refused_cleanly(own_gateway_url: str) 
 
     fuzz()
     print(f"damaged uploads: statuses {dict(sorted(statuses.items()))}")
+
+
+# Found by fuzzing: these were coerced (false to a 0.0 threshold, "4" to 4) and served.
+HI = [{"role": "user", "content": "hi"}]
+CHAT, EMBED = "/v1/chat/completions", "/v1/embeddings"
+WRONG_TYPES = [
+    ("/v1/search", {"query": "clock skew", "min_score": False}, "min_score"),
+    ("/v1/search", {"query": "clock skew", "top_k": "3"}, "top_k"),
+    (EMBED, {"model": "all-MiniLM-L6-v2", "input": "x", "dimensions": "3"}, "dimensions"),
+    (CHAT, {"model": MODEL_NAME, "messages": HI, "max_tokens": "4"}, "max_tokens"),
+    (CHAT, {"model": "docs", "messages": HI, "rag": {"enabled": "no"}}, "rag.enabled"),
+]
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize(("path", "body", "param"), WRONG_TYPES)
+def test_a_wrong_type_is_refused_not_coerced(
+    own_gateway_url: str, path: str, body: dict[str, object], param: str
+) -> None:
+    response = httpx.post(f"{own_gateway_url}{path}", json=body, timeout=60)
+    assert response.status_code == 400, response.text
+    assert_openai_envelope(response)
+    assert response.json()["error"]["param"] == param

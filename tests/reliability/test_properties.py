@@ -23,7 +23,7 @@ from llm.vllm_client import VLLMGeneration
 from retrieval.embedder import Embedder
 
 # No deadline: a busy 2-core CI machine makes single examples slow, not wrong.
-PROPERTY = settings(max_examples=300, deadline=None)
+PROPERTY = settings(max_examples=200, deadline=None)
 
 # ----------------------------------------------------------------------------- chunker
 
@@ -227,6 +227,8 @@ def test_any_split_of_an_event_stream_parses_to_its_events(
     texts=st.lists(st.text(min_size=1), min_size=1, max_size=5),
     cuts=st.lists(st.integers(0, 10_000), max_size=20),
 )
+# Found by the SSE property: httpx's line iterator split these, losing the chunk.
+@example(texts=["a\u2028b", "\x85", "c\u2029", "\x0c"], cuts=[])
 def test_engine_text_survives_the_engine_stream_whatever_the_characters(
     texts: list[str], cuts: list[int]
 ) -> None:
