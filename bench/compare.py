@@ -22,7 +22,7 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.loadgen import Batch, Target, new_client, run_batch, stream_chat
+from bench.loadgen import Batch, Target, new_client, require_loopback, run_batch, stream_chat
 from bench.machine import REPO, load_average, machine, versions
 from bench.prompts import QUESTIONS
 from bench.record import RunRecord
@@ -137,6 +137,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--targets must include 'direct': every ratio is to it")
     if min(args.concurrency) < 1 or args.rounds < 1 or args.max_tokens < 1:
         parser.error("--concurrency, --rounds and --max-tokens must be positive")
+    try:  # before any process is pointed at it
+        args.engine_url = require_loopback(args.engine_url)
+    except ValueError as exc:
+        parser.error(str(exc))
     args.name = args.name or args.upstream
     args.out = args.out or REPO / "bench" / "results" / f"{args.name}.json"
     return args

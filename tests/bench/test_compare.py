@@ -54,9 +54,11 @@ def test_batches_send_a_request_per_stream_and_never_fewer_than_the_floor() -> N
     assert batch_size(4, 1, 3) == 12
 
 
-def test_the_command_line_needs_the_direct_baseline() -> None:
+def test_the_command_line_needs_the_direct_baseline_and_a_loopback_engine() -> None:
     with pytest.raises(SystemExit):
         parse_args(["--targets", "ragserve", "litellm"])
+    with pytest.raises(SystemExit):
+        parse_args(["--engine-url", "http://10.0.0.5:8000"])  # loopback only
     args = parse_args(["--upstream", "synthetic"])
     assert args.name == "synthetic" and args.out.name == "synthetic.json"
 
