@@ -16,16 +16,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from retrieval.evaluation.beir import Qrels
 
 # query id -> document id -> score (any scale; higher is better)
 Run = Mapping[str, Mapping[str, float]]
-
-# The metrics an evaluation reports, in display order.
-METRIC_NAMES = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
-DEPTH = 100  # the deepest cut-off above: how many documents each query retrieves
 
 
 def ranked(scores: Mapping[str, float]) -> list[str]:
@@ -63,14 +59,22 @@ def mrr_at_k(ranking: Sequence[str], judgements: Mapping[str, int], k: int) -> f
     return 0.0
 
 
+Metric = Callable[[Sequence[str], Mapping[str, int], int], float]
+
+# The metrics an evaluation reports, in display order: name -> (function, cut-off).
+METRICS: dict[str, tuple[Metric, int]] = {
+    "ndcg@10": (ndcg_at_k, 10),
+    "recall@10": (recall_at_k, 10),
+    "recall@100": (recall_at_k, 100),
+    "mrr@10": (mrr_at_k, 10),
+}
+METRIC_NAMES = tuple(METRICS)
+DEPTH = max(k for _, k in METRICS.values())  # how many documents each query must retrieve
+
+
 def query_metrics(ranking: Sequence[str], judgements: Mapping[str, int]) -> dict[str, float]:
-    """Every metric of ``METRIC_NAMES`` for one query."""
-    return {
-        "ndcg@10": ndcg_at_k(ranking, judgements, 10),
-        "recall@10": recall_at_k(ranking, judgements, 10),
-        "recall@100": recall_at_k(ranking, judgements, 100),
-        "mrr@10": mrr_at_k(ranking, judgements, 10),
-    }
+    """Every metric of ``METRICS`` for one query."""
+    return {name: metric(ranking, judgements, k) for name, (metric, k) in METRICS.items()}
 
 
 def evaluate(run: Run, qrels: Qrels) -> dict[str, float]:
