@@ -194,15 +194,15 @@ def test_100_clients_hanging_up_anywhere_leave_nothing_behind(
     assert set(statuses) <= {200, None}, (seed, Counter(statuses))
 
     # Every engine request is aborted within 1 s of the last client leaving: the gateway
-    # closes its upstream connections, and vLLM stops generating.
-    closed_s = wait_until(lambda: engine_gateway.connections_to(engine_port) <= upstream, 1.0)
-    assert closed_s is not None, f"seed {seed}: upstream connections still open after 1 s"
-    engine_left = 1.0 - (time.monotonic() - left)
-    assert wait_until(lambda: _engine_requests(engine_url) <= engine_before, engine_left), (
-        f"seed {seed}: the engine still has {_engine_requests(engine_url):g} requests 1 s "
-        f"after the clients left ({engine_before:g} before)"
-    )
-    aborted_s = time.monotonic() - left
+    # closes its upstream connections, and vLLM stops generating. (Waited for longer, so a
+    # failure says whether it was slow or never happened.)
+    closed_s = wait_until(lambda: engine_gateway.connections_to(engine_port) <= upstream, 10.0)
+    idle_s = wait_until(lambda: _engine_requests(engine_url) <= engine_before, 10.0)
+    aborted_s = time.monotonic() - left if idle_s is not None else None
+    figures = f"seed {seed}: upstream closed in {closed_s} s, engine idle in {aborted_s} s"
+    assert closed_s is not None and closed_s < 1.0, figures
+    # (On a shared engine, someone else's requests count too; 0 before on one of our own.)
+    assert aborted_s is not None and aborted_s < 1.0, (figures, engine_before)
     assert (
         wait_until(lambda: metric(engine_gateway.url, "ragserve_active_streams") == 0, 5.0)
         is not None
@@ -218,8 +218,7 @@ def test_100_clients_hanging_up_anywhere_leave_nothing_behind(
         is not None
     ), seed
     print(
-        f"\nseed {seed}: {Counter(statuses)}; upstream closed in {closed_s:.3f} s, "
-        f"engine idle in {aborted_s:.3f} s; fds {fds} -> {engine_gateway.open_fds()}; "
+        f"\n{figures}; {Counter(statuses)}; fds {fds} -> {engine_gateway.open_fds()}; "
         f"tasks {tasks:g} -> {metric(engine_gateway.url, 'ragserve_event_loop_tasks'):g}"
     )
     # And the gateway still serves.
