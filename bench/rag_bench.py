@@ -15,9 +15,9 @@ import asyncio
 
 import httpx
 
-from bench.compare import measure
 from bench.loadgen import Batch, Target, require_loopback
 from bench.prompts import QUESTIONS
+from bench.runner import measure
 from bench.schedule import interleave
 from bench.stats import median, percentile
 from bench.summary import figures

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,8 +158,8 @@ def markdown(record: RunRecord, plots: Sequence[Path] = (), relative_to: Path | 
     if checks:
         lines += [*goals_table(checks), ""]
     for plot in plots:
-        shown = plot.relative_to(relative_to) if relative_to else plot
-        lines.append(f"![{plot.stem}]({shown.as_posix()})")
+        shown = os.path.relpath(plot, relative_to) if relative_to else str(plot)
+        lines.append(f"![{plot.stem}]({Path(shown).as_posix()})")
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -166,6 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Print a saved run's report (and plot it).")
     parser.add_argument("result", type=Path, help="a run's JSON (bench/results/*.json)")
     parser.add_argument("--plots", type=Path, help="write PNG plots into this folder")
+    parser.add_argument("--doc-dir", type=Path, default=Path("docs"), help="links relative to it")
     args = parser.parse_args()
     record = RunRecord.load(args.result)
     written: list[Path] = []
@@ -173,7 +175,7 @@ def main() -> None:
         from bench.plots import plot_run
 
         written = plot_run(record, args.plots)
-    print(markdown(record, written))
+    print(markdown(record, written, args.doc_dir))
 
 
 if __name__ == "__main__":

@@ -19,11 +19,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.compare import measure
 from bench.loadgen import Target
 from bench.machine import load_average, machine, versions
 from bench.record import RunRecord
 from bench.report import markdown
+from bench.runner import measure
 from bench.schedule import interleave
 
 PROMPT = "Tell me a long story about a lighthouse."
