@@ -40,6 +40,7 @@ KEYS = [
 B_SECRET, A_FACT = "ORCHID-5513", "LUPIN-2208"
 MAX_UPLOAD = 2 * 1024 * 1024
 START_TIMEOUT = 300  # a gateway start on a busy 2-core machine
+WAIT_S = 300  # any one request: a chat waits behind other work on the shared engine
 
 
 @pytest.fixture(scope="module")
@@ -75,24 +76,24 @@ def auth(key: str | None) -> dict[str, str]:
 
 def upload(url: str, key: str, name: str, text: bytes | str, **form: str) -> httpx.Response:
     data = text.encode() if isinstance(text, str) else text
-    return httpx.post(f"{url}/v1/documents", headers=auth(key), timeout=60,
+    return httpx.post(f"{url}/v1/documents", headers=auth(key), timeout=WAIT_S,
                       files={"file": (name, data)}, data=form)  # fmt: skip
 
 
 def search(url: str, key: str, **body: Any) -> httpx.Response:
-    return httpx.post(f"{url}/v1/search", headers=auth(key), json=body, timeout=30)
+    return httpx.post(f"{url}/v1/search", headers=auth(key), json=body, timeout=WAIT_S)
 
 
 def chat(url: str, key: str | None, **body: Any) -> httpx.Response:
     question = [{"role": "user", "content": "What is the vault code?"}]
     payload = {"model": MODEL_NAME, "max_tokens": 1, "temperature": 0, "messages": question,
                **body}  # fmt: skip
-    return httpx.post(f"{url}/v1/chat/completions", json=payload, headers=auth(key), timeout=60)
+    return httpx.post(f"{url}/v1/chat/completions", json=payload, headers=auth(key), timeout=WAIT_S)
 
 
 def documents(url: str, key: str, collection: str) -> httpx.Response:
     return httpx.get(f"{url}/v1/documents", params={"collection": collection},
-                     headers=auth(key), timeout=30)  # fmt: skip
+                     headers=auth(key), timeout=WAIT_S)  # fmt: skip
 
 
 def _seed(url: str) -> None:
@@ -171,7 +172,7 @@ def test_a_foreign_or_unknown_collection_is_403_and_says_nothing_of_its_existenc
         search(secured, TENANT_A, query="vault code", collection=collection),
         chat(secured, TENANT_A, rag={"collection": collection}),
         documents(secured, TENANT_A, collection),
-        httpx.delete(f"{secured}/v1/documents", headers=auth(TENANT_A), timeout=30,
+        httpx.delete(f"{secured}/v1/documents", headers=auth(TENANT_A), timeout=WAIT_S,
                      params={"collection": collection, "doc_id": "private.txt"}),
         upload(secured, TENANT_A, "x.txt", "text", collection=collection),
     ]  # fmt: skip
@@ -182,10 +183,10 @@ def test_a_foreign_or_unknown_collection_is_403_and_says_nothing_of_its_existenc
         assert error["message"] == f"this API key may not use the collection '{collection}'"
     if collection.strip():
         deleted = httpx.delete(f"{secured}/v1/collections/{collection}", headers=auth(TENANT_A),
-                               timeout=30)  # fmt: skip
+                               timeout=WAIT_S)  # fmt: skip
         assert assert_error(deleted, 403, "permission_error")["code"] == "collection_forbidden"
     # The physical collection behind the "shared" alias is not "shared" either.
-    listed = httpx.get(f"{secured}/v1/collections", headers=auth(ADMIN), timeout=30).json()
+    listed = httpx.get(f"{secured}/v1/collections", headers=auth(ADMIN), timeout=WAIT_S).json()
     assert "private" in {c["name"] for c in listed["data"]}
 
 
@@ -211,9 +212,9 @@ def test_documents_list_and_delete_see_only_the_tenants_own_documents(secured: s
         "b-vault.txt",
     }
     # Deleting B's document answers exactly like deleting one that does not exist.
-    foreign = httpx.delete(f"{secured}/v1/documents", headers=auth(TENANT_A), timeout=30,
+    foreign = httpx.delete(f"{secured}/v1/documents", headers=auth(TENANT_A), timeout=WAIT_S,
                            params={"collection": "shared", "doc_id": "b-vault.txt"})  # fmt: skip
-    missing = httpx.delete(f"{secured}/v1/documents", headers=auth(TENANT_A), timeout=30,
+    missing = httpx.delete(f"{secured}/v1/documents", headers=auth(TENANT_A), timeout=WAIT_S,
                            params={"collection": "shared", "doc_id": "no-such.txt"})  # fmt: skip
     assert assert_error(foreign, 404, "not_found_error")["code"] == "document_not_found"
     assert assert_error(missing, 404, "not_found_error")["code"] == "document_not_found"
@@ -224,13 +225,15 @@ def test_documents_list_and_delete_see_only_the_tenants_own_documents(secured: s
 def test_collections_listing_counts_only_the_tenants_points_and_it_cannot_drop_one(
     secured: str,
 ) -> None:
-    mine = httpx.get(f"{secured}/v1/collections", headers=auth(TENANT_A), timeout=30).json()
-    everything = httpx.get(f"{secured}/v1/collections", headers=auth(ADMIN), timeout=30).json()
+    mine = httpx.get(f"{secured}/v1/collections", headers=auth(TENANT_A), timeout=WAIT_S).json()
+    everything = httpx.get(f"{secured}/v1/collections", headers=auth(ADMIN), timeout=WAIT_S).json()
     assert {c["name"] for c in mine["data"]} == {"shared"}  # "docs" does not exist here
     a_points = {c["name"]: c["points"] for c in mine["data"]}["shared"]
     all_points = {c["name"]: c["points"] for c in everything["data"]}["shared"]
     assert a_points == 1 and all_points >= 2
-    dropped = httpx.delete(f"{secured}/v1/collections/shared", headers=auth(TENANT_A), timeout=30)
+    dropped = httpx.delete(
+        f"{secured}/v1/collections/shared", headers=auth(TENANT_A), timeout=WAIT_S
+    )
     assert assert_error(dropped, 403, "permission_error")["code"] == "collection_forbidden"
     assert search(secured, TENANT_B, query="vault code", collection="shared").json()["results"]
 
@@ -238,9 +241,9 @@ def test_collections_listing_counts_only_the_tenants_points_and_it_cannot_drop_o
 def test_a_tenant_with_every_collection_still_cannot_drop_or_reindex_one(secured: str) -> None:
     headers = auth(TENANT_C)
     attempts = [
-        httpx.delete(f"{secured}/v1/collections/shared", headers=headers, timeout=30),
-        httpx.post(f"{secured}/v1/collections/shared/versions", headers=headers, timeout=30),
-        httpx.post(f"{secured}/v1/collections/shared/switch", headers=headers, timeout=30,
+        httpx.delete(f"{secured}/v1/collections/shared", headers=headers, timeout=WAIT_S),
+        httpx.post(f"{secured}/v1/collections/shared/versions", headers=headers, timeout=WAIT_S),
+        httpx.post(f"{secured}/v1/collections/shared/switch", headers=headers, timeout=WAIT_S,
                    json={"collection": "shared_20260101T000000_00000000"}),
     ]  # fmt: skip
     for response in attempts:
@@ -305,7 +308,9 @@ def test_every_v1_route_answers_a_missing_or_bad_key_with_an_openai_401(
     secured: str, method: str, path: str, body: dict[str, Any] | None
 ) -> None:
     for headers in BAD_AUTH:
-        response = httpx.request(method, f"{secured}{path}", json=body, headers=headers, timeout=30)
+        response = httpx.request(
+            method, f"{secured}{path}", json=body, headers=headers, timeout=WAIT_S
+        )
         error = assert_error(response, 401, "authentication_error")
         assert error["code"] == "invalid_api_key", headers
         assert ADMIN not in response.text and "k" * 100 not in response.text
@@ -323,18 +328,18 @@ def test_the_key_is_checked_before_any_body_is_read(secured: str) -> None:
     for headers in ({}, {"Authorization": "Bearer sk-wrong"}):
         upload_headers = {**headers, "content-type": "multipart/form-data; boundary=xyz"}
         oversize = httpx.post(f"{secured}/v1/documents", content=body(), headers=upload_headers,
-                              timeout=60)  # fmt: skip
+                              timeout=WAIT_S)  # fmt: skip
         assert assert_error(oversize, 401, "authentication_error")["code"] == "invalid_api_key"
         declared = httpx.post(f"{secured}/v1/documents", content=b"0" * (MAX_UPLOAD + 1),
-                              headers=upload_headers, timeout=60)  # fmt: skip
+                              headers=upload_headers, timeout=WAIT_S)  # fmt: skip
         assert_error(declared, 401, "authentication_error")
-        text = httpx.post(f"{secured}/v1/search", content=b"hello", timeout=30,
+        text = httpx.post(f"{secured}/v1/search", content=b"hello", timeout=WAIT_S,
                           headers={**headers, "content-type": "text/plain"})  # fmt: skip
         assert_error(text, 401, "authentication_error")
     # With a key the limits apply as before.
     multipart = {**auth(ADMIN), "content-type": "multipart/form-data; boundary=xyz"}
     admitted = httpx.post(f"{secured}/v1/documents", content=body(), headers=multipart,
-                          timeout=60)  # fmt: skip
+                          timeout=WAIT_S)  # fmt: skip
     assert admitted.status_code == 413
 
 
@@ -436,7 +441,7 @@ def test_hostile_uploads_are_refused_cleanly_and_the_server_stays_up(secured: st
 
     multipart = {**auth(ADMIN), "content-type": "multipart/form-data; boundary=xyz"}
     chunked = httpx.post(f"{secured}/v1/documents", content=chunks(), headers=multipart,
-                         timeout=60)  # fmt: skip
+                         timeout=WAIT_S)  # fmt: skip
     assert chunked.status_code == 413
     assert httpx.get(f"{secured}/healthz", timeout=10).status_code == 200
 
@@ -477,8 +482,9 @@ def test_logs_never_carry_keys_authorization_headers_or_prompts(
         chat(secured, key, messages=[{"role": "user", "content": f"Say {prompt_marker}"}])
         search(secured, key or "", query=prompt_marker, collection="shared")
     upload(secured, ADMIN, "bad.pdf", b"not a pdf " + prompt_marker.encode(), collection="x")
+    json_headers = {**auth(ADMIN), "content-type": "application/json"}
     httpx.post(f"{secured}/v1/chat/completions", content=b"{broken " + prompt_marker.encode(),
-               headers={**auth(ADMIN), "content-type": "application/json"}, timeout=30)  # fmt: skip
+               headers=json_headers, timeout=WAIT_S)  # fmt: skip
     text = gateway_log.read_text()
     requests = [line for line in text.splitlines() if '"msg": "request"' in line]
     assert len(requests) >= 10  # the log really is this gateway's, at debug level
@@ -524,10 +530,10 @@ def test_a_dead_engine_gives_errors_without_hosts_or_traces(
     body = {"model": "docs", "messages": [{"role": "user", "content": "hi"}]}
     for stream in (False, True):
         response = httpx.post(f"{url}/v1/chat/completions", json={**body, "stream": stream},
-                              timeout=30)  # fmt: skip
+                              timeout=WAIT_S)  # fmt: skip
         assert assert_error(response, 503, "server_error")["code"] == "engine_unavailable"
         _assert_no_internals(response, host, ENGINE_SECRET)
-    models = httpx.get(f"{url}/v1/models", timeout=30)
+    models = httpx.get(f"{url}/v1/models", timeout=WAIT_S)
     assert_error(models, 503, "server_error")
     _assert_no_internals(models, host, ENGINE_SECRET)
 
@@ -540,9 +546,9 @@ def test_a_dead_store_gives_errors_without_hosts_or_traces(
     assert degraded.status_code == 200 and degraded.json()["rag"]["degraded"] is True
     _assert_no_internals(degraded, host)
     for response in (
-        httpx.post(f"{url}/v1/search", json={"query": "hi"}, timeout=30),
-        httpx.get(f"{url}/v1/collections", timeout=30),
-        httpx.get(f"{url}/v1/documents", timeout=30),
+        httpx.post(f"{url}/v1/search", json={"query": "hi"}, timeout=WAIT_S),
+        httpx.get(f"{url}/v1/collections", timeout=WAIT_S),
+        httpx.get(f"{url}/v1/documents", timeout=WAIT_S),
         upload(url, "", "a.txt", "text"),
     ):
         assert assert_error(response, 503, "server_error")["code"] == "store_unavailable"
