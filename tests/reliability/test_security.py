@@ -206,7 +206,8 @@ def test_aliases_do_not_open_a_foreign_collection(secured: str, store_path: Path
 def test_documents_list_and_delete_see_only_the_tenants_own_documents(secured: str) -> None:
     listed = documents(secured, TENANT_A, "shared")
     assert listed.status_code == 200, listed.text
-    assert {d["id"] for d in listed.json()["data"]} == {"a-vault.txt"}
+    a_view = {d["id"] for d in listed.json()["data"]}
+    assert "a-vault.txt" in a_view and "b-vault.txt" not in a_view
     assert {d["id"] for d in documents(secured, ADMIN, "shared").json()["data"]} >= {
         "a-vault.txt",
         "b-vault.txt",
@@ -219,7 +220,7 @@ def test_documents_list_and_delete_see_only_the_tenants_own_documents(secured: s
     assert assert_error(foreign, 404, "not_found_error")["code"] == "document_not_found"
     assert assert_error(missing, 404, "not_found_error")["code"] == "document_not_found"
     b_view = {d["id"] for d in documents(secured, TENANT_B, "shared").json()["data"]}
-    assert b_view == {"b-vault.txt"}
+    assert "b-vault.txt" in b_view and not b_view & a_view
 
 
 def test_collections_listing_counts_only_the_tenants_points_and_it_cannot_drop_one(
@@ -230,7 +231,8 @@ def test_collections_listing_counts_only_the_tenants_points_and_it_cannot_drop_o
     assert {c["name"] for c in mine["data"]} == {"shared"}  # "docs" does not exist here
     a_points = {c["name"]: c["points"] for c in mine["data"]}["shared"]
     all_points = {c["name"]: c["points"] for c in everything["data"]}["shared"]
-    assert a_points == 1 and all_points >= 2
+    a_chunks = sum(d["chunks"] for d in documents(secured, TENANT_A, "shared").json()["data"])
+    assert a_points == a_chunks and all_points > a_points
     dropped = httpx.delete(
         f"{secured}/v1/collections/shared", headers=auth(TENANT_A), timeout=WAIT_S
     )
