@@ -45,18 +45,22 @@ def goal_checks(found: Sequence[Overhead]) -> list[GoalCheck]:
     checks = []
     for level, mine in sorted(ours.items()):
         added = mine.added_ttft_p50_ms
+        # Faster than direct by more than the goal itself: the run's noise is larger than
+        # what it measures, so it proves nothing either way.
+        noise = math.isnan(added) or added < -ADDED_TTFT_GOAL_MS
         checks.append(
             GoalCheck(
                 f"added first-token time p50 ≤ {ADDED_TTFT_GOAL_MS:g} ms",
                 level,
                 f"{_signed(added, 2)} ms",
-                None if math.isnan(added) else added <= ADDED_TTFT_GOAL_MS,
+                None if noise else added <= ADDED_TTFT_GOAL_MS,
             )
         )
         theirs = litellm.get(level)
         if theirs is not None:
             bound = theirs.added_ttft_p50_ms * LITELLM_SHARE_GOAL
-            met: bool | None = added <= bound if theirs.added_ttft_p50_ms > 0 else None
+            telling = theirs.added_ttft_p50_ms > 0 and not noise
+            met: bool | None = added <= bound if telling else None
             checks.append(
                 GoalCheck(
                     "added first-token time ≤ ⅓ of LiteLLM's",
@@ -75,7 +79,9 @@ def goal_checks(found: Sequence[Overhead]) -> list[GoalCheck]:
                 f"{THROUGHPUT_GOAL_STREAMS} streams",
                 level,
                 _fmt(tps, 3),
-                None if math.isnan(tps) else tps >= THROUGHPUT_RATIO_GOAL,
+                None
+                if math.isnan(tps) or tps > 1 / THROUGHPUT_RATIO_GOAL
+                else tps >= THROUGHPUT_RATIO_GOAL,
             )
         )
     return checks

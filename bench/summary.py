@@ -24,7 +24,7 @@ class Figures:
     errors: int
     ttft_ms: Distribution
     itl_ms: Distribution
-    tokens_per_s: float  # median over rounds of each batch's throughput
+    tokens_per_s: float  # median over rounds of each whole batch's throughput
     tokens_per_s_by_round: tuple[float, ...]
     prompt_tokens_p50: float
     server_cpu_ms_per_request: float  # the target's own processes; NaN when not measured
@@ -103,7 +103,8 @@ def figures(batches: Sequence[Batch], targets: Sequence[str]) -> list[Figures]:
     for level, target in _order(groups, targets):
         group = sorted(groups[(level, target)], key=lambda batch: batch.round)
         prompts = [float(s.prompt_tokens) for b in group for s in b.samples if s.prompt_tokens]
-        by_round = tuple(batch.tokens_per_s for batch in group)
+        # A batch the time limit cut short has no throughput to speak of.
+        by_round = tuple(batch.tokens_per_s for batch in group if not batch.cut_by_time_limit)
         out.append(
             Figures(
                 target=target,

@@ -67,6 +67,20 @@ def test_server_cpu_is_per_request_served_and_nan_when_not_measured() -> None:
     assert math.isnan(found["direct"].server_cpu_ms_per_request)
 
 
+def test_noise_larger_than_the_goal_is_reported_as_such_not_as_met() -> None:
+    batches = [batch("direct", [100.0]), batch("ragserve", [50.0], wall_s=0.5),
+               batch("litellm", [120.0])]  # fmt: skip
+    checks = goal_checks(overheads(batches, TARGETS))
+    assert [c.met for c in checks] == [None, None, None]  # 50 ms faster, 2x the throughput
+
+
+def test_a_batch_cut_by_its_time_limit_gives_no_throughput() -> None:
+    whole, cut = batch("direct", [1.0], round_=0), batch("direct", [], round_=1)
+    cut.cut_by_time_limit = 1
+    (found,) = figures([whole, cut], TARGETS)
+    assert found.tokens_per_s_by_round == (11.0,) and found.errors == 1
+
+
 def test_overheads_are_against_direct_with_a_figure_per_round() -> None:
     batches = [
         batch("direct", [10.0, 10.0], round_=0),
