@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # cpu: vLLM's CPU build (torch 2.13.0 CPU); gpu: upstream vLLM. Auto-detected.
 ENGINE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 
-.PHONY: venv sysdeps serve test lint typecheck unit bench clean
+.PHONY: venv sysdeps serve test lint typecheck unit soak bench clean
 
 venv: $(STAMP)
 
@@ -48,6 +48,10 @@ typecheck: venv
 
 test: lint typecheck sysdeps
 	HF_HUB_OFFLINE=1 $(BIN)/pytest
+
+# 500 streams for 60 s against the synthetic upstream: RSS growth, p99 first token, errors.
+soak: venv
+	HF_HUB_OFFLINE=1 $(BIN)/python -m tests.reliability.soak
 
 unit: venv
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -m "not engine"
