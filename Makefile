@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # cpu: vLLM's CPU build (torch 2.13.0 CPU); gpu: upstream vLLM. Auto-detected.
 ENGINE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 
-.PHONY: venv sysdeps serve test lint typecheck unit soak bench clean
+.PHONY: venv sysdeps serve test lint typecheck unit soak bench bench-env clean
 
 venv: $(STAMP)
 
@@ -53,8 +53,18 @@ test: lint typecheck sysdeps
 soak: venv
 	HF_HUB_OFFLINE=1 $(BIN)/python -m tests.reliability.soak
 
+# LiteLLM for the comparison bench lives in its own venv: its pins fight ours.
+LITELLM_VENV := .venv-litellm
+bench-env: venv
+	test -x $(LITELLM_VENV)/bin/litellm || { $(PYTHON) -m venv $(LITELLM_VENV) && $(LITELLM_VENV)/bin/pip install -q 'litellm[proxy]'; }
+
+# vLLM direct vs ragserve (RAG off/on) vs LiteLLM; needs vLLM on :8100 (or: make bench BENCH_ARGS='--upstream synthetic').
+BENCH_ARGS ?= --concurrency 1 8 64 --max-tokens 32
+bench: bench-env
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench $(BENCH_ARGS) --plots docs/img
+
 unit: venv
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -m "not engine"
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(LITELLM_VENV) .mypy_cache .ruff_cache .pytest_cache
