@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -26,19 +27,26 @@ def artifacts_dir() -> Path:
     return path
 
 
+@contextmanager
+def local_engine(log_path: Path) -> Iterator[LocalEngine]:
+    """A vLLM CPU server of its own serving the bundled model, ready; stopped on exit."""
+    model_dir = prepare_model(REPO / "data/models/SmolLM2-135M-Instruct")
+    engine = LocalEngine(
+        EngineConfig(model_dir=model_dir, served_model_name=MODEL_NAME, port=free_port()),
+        log_path=log_path,
+    )
+    with engine:
+        engine.wait_ready(timeout=420)
+        yield engine
+
+
 @pytest.fixture(scope="session")
 def engine_url(artifacts_dir: Path) -> Iterator[str]:
     reuse = os.environ.get("RAGSERVE_TEST_ENGINE_URL")
     if reuse:
         yield reuse
         return
-    model_dir = prepare_model(REPO / "data/models/SmolLM2-135M-Instruct")
-    engine = LocalEngine(
-        EngineConfig(model_dir=model_dir, served_model_name=MODEL_NAME, port=free_port()),
-        log_path=artifacts_dir / "vllm.log",
-    )
-    with engine:
-        engine.wait_ready(timeout=420)
+    with local_engine(artifacts_dir / "vllm.log") as engine:
         yield engine.config.url
 
 

@@ -19,10 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from llm.launcher import EngineConfig, LocalEngine
-from llm.model_prep import prepare_model
-from tests.conftest import MODEL_NAME
-from tests.support.processes import REPO, free_port, gateway_process
+from llm.launcher import LocalEngine
+from tests.conftest import MODEL_NAME, local_engine
+from tests.support.processes import gateway_process
 
 pytestmark = pytest.mark.engine
 
@@ -32,13 +31,7 @@ BEFORE_KILL, AFTER_KILL = 12, 6
 @pytest.fixture(scope="module")
 def doomed_engine(artifacts_dir: Path) -> Iterator[LocalEngine]:
     """A second vLLM server of the same model, to be killed."""
-    model_dir = prepare_model(REPO / "data/models/SmolLM2-135M-Instruct")
-    engine = LocalEngine(
-        EngineConfig(model_dir=model_dir, served_model_name=MODEL_NAME, port=free_port()),
-        log_path=artifacts_dir / "vllm-doomed.log",
-    )
-    with engine:
-        engine.wait_ready(timeout=420)
+    with local_engine(artifacts_dir / "vllm-doomed.log") as engine:
         yield engine
 
 
