@@ -10,7 +10,7 @@ retried on another replica, never after its first token (the client has seen tex
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from llm.types import (
     Generation,
     GenerationParams,
 )
-from llm.vllm_client import VLLMClient, VLLMGeneration
+from llm.vllm_client import VLLMClient, VLLMGeneration, normalise_base_url
 
 
 @dataclass
@@ -137,6 +137,17 @@ class Router:
         self.replicas = [Replica(c) for c in clients]
         self._threshold = failure_threshold
         self._cooldown = cooldown_s
+
+    def set_urls(
+        self, urls: Sequence[str], make_client: Callable[[str], VLLMClient]
+    ) -> list[Replica]:
+        """Serve exactly ``urls`` (replicas that come and go, e.g. on Ray Serve): keep the
+        replicas still listed with their state, add new ones, return the removed ones (close
+        their clients once idle: streams in flight still hold them). An empty list is allowed."""
+        current = {replica.url: replica for replica in self.replicas}
+        wanted = dict.fromkeys(normalise_base_url(url) for url in urls)
+        self.replicas = [current.get(url) or Replica(make_client(url)) for url in wanted]
+        return [replica for url, replica in current.items() if url not in wanted]
 
     def _candidates(self) -> list[Replica]:
         now = time.monotonic()
