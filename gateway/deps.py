@@ -1,10 +1,29 @@
-"""Request dependencies shared by the /v1 routes."""
+"""Request dependencies shared by the /v1 routes: declared, typed, built once at start-up."""
 
 from __future__ import annotations
 
-from fastapi import Request
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, Request
 
 from gateway.auth import ApiKey, KeyRing
+
+if TYPE_CHECKING:
+    from gateway.chat.service import ChatService
+    from gateway.completions.service import CompletionsService
+    from gateway.proxy import Services
+    from gateway.responses.service import ResponsesService
+
+
+@dataclass(frozen=True)
+class AppServices:
+    """Everything the proxied routes use, built in the app's lifespan."""
+
+    proxy: Services
+    chat: ChatService
+    completions: CompletionsService
+    responses: ResponsesService
 
 
 async def api_key(request: Request) -> ApiKey | None:
@@ -13,3 +32,12 @@ async def api_key(request: Request) -> ApiKey | None:
     key = keys.authenticate(request)
     request.state.api_key = key
     return key
+
+
+def app_services(request: Request) -> AppServices:
+    services: AppServices = request.app.state.services
+    return services
+
+
+KeyDep = Annotated[ApiKey | None, Depends(api_key)]
+ServicesDep = Annotated[AppServices, Depends(app_services)]

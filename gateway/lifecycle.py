@@ -12,10 +12,9 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
-
-import anyio
 
 log = logging.getLogger("ragserve.lifecycle")
 
@@ -25,7 +24,7 @@ class Lifecycle:
         self.drain_timeout_s = drain_timeout_s
         self.draining_since: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._streams: set[anyio.CancelScope] = set()
+        self._watchers: set[Callable[[], None]] = set()
         self.deadline_passed = False
 
     @property
@@ -51,19 +50,20 @@ class Lifecycle:
 
     def _end_streams(self) -> None:
         self.deadline_passed = True
-        for scope in list(self._streams):
-            scope.cancel()
+        for on_deadline in list(self._watchers):
+            on_deadline()
 
-    def stream_scope(self) -> anyio.CancelScope:
-        """A scope the drain deadline cancels; ``release`` it when the wait is over."""
-        scope = anyio.CancelScope()
+    def watch(self, on_deadline: Callable[[], None]) -> Callable[[], None]:
+        """Call ``on_deadline`` (once) when the drain deadline passes; returns an unwatch.
+
+        One registration per stream, not a cancel scope per read: the callback aborts the
+        stream's engine request, and the relay ends the stream with an error event.
+        """
         if self.deadline_passed:
-            scope.cancel()
-        self._streams.add(scope)
-        return scope
-
-    def release(self, scope: anyio.CancelScope) -> None:
-        self._streams.discard(scope)
+            on_deadline()
+            return _nothing
+        self._watchers.add(on_deadline)
+        return lambda: self._watchers.discard(on_deadline)
 
     def install(self) -> None:
         """Chain a SIGTERM/SIGINT handler in front of the server's own (call in the loop)."""
@@ -80,3 +80,7 @@ class Lifecycle:
                 signal.signal(sig, handler)
             except ValueError:  # not the main thread (e.g. an embedded test server)
                 return
+
+
+def _nothing() -> None:
+    pass

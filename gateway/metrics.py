@@ -26,7 +26,7 @@ class Metrics:
             buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.inter_token_seconds = Histogram(
-            "ragserve_inter_token_seconds", "Gap between generated text deltas",
+            "ragserve_inter_token_seconds", "Mean gap between tokens, one sample a stream",
             buckets=_FAST_BUCKETS, registry=r,
         )  # fmt: skip
         self.tokens = Counter(

@@ -38,6 +38,12 @@ class EngineConfig:
     # memory and refuses to start when other processes hold some of it.
     kv_cache_bytes: int = 1 << 30
     enforce_eager: bool = True
+    # Tool calling on: "auto" tool choice needs a parser for the model's tool-call format
+    # (SmolLM2 writes Hermes-style <tool_call> tags); None leaves it off.
+    tool_call_parser: str | None = "hermes"
+    # Keep Responses API answers so previous_response_id and GET /v1/responses/{id} work
+    # (vLLM holds them in memory until it stops).
+    store_responses: bool = True
     extra_args: list[str] = field(default_factory=list)
 
     @property
@@ -58,7 +64,13 @@ class EngineConfig:
         ]  # fmt: skip
         if self.enforce_eager:
             cmd.append("--enforce-eager")
+        if self.tool_call_parser:
+            cmd += ["--enable-auto-tool-choice", "--tool-call-parser", self.tool_call_parser]
         return cmd + self.extra_args
+
+    def env(self) -> dict[str, str]:
+        store = {"VLLM_ENABLE_RESPONSES_API_STORE": "1"} if self.store_responses else {}
+        return {**CPU_ENV, **store}
 
 
 class EngineStartError(RuntimeError):
@@ -83,7 +95,7 @@ class LocalEngine:
         return self._process.pid if self._process else None
 
     def start(self) -> None:
-        env = {**os.environ, **CPU_ENV}
+        env = {**os.environ, **self.config.env()}
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self._process = subprocess.Popen(
             self.config.command(),

@@ -1,4 +1,9 @@
-"""The engine interface: what the gateway sees of any LLM engine."""
+"""The engine interface: what the gateway sees of any LLM engine.
+
+Requests go to the engine as OpenAI-shaped JSON bodies (whatever fields the client sent,
+plus what RAG changed); streamed answers come back as the upstream's raw event-stream
+bytes. The gateway parses only the few events it acts on, never each token.
+"""
 
 from __future__ import annotations
 
@@ -8,46 +13,32 @@ from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
-class Usage:
-    prompt_tokens: int
-    completion_tokens: int
+class EngineCall:
+    """One request to an engine's OpenAI-compatible API."""
 
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-
-@dataclass(frozen=True, slots=True)
-class Delta:
-    """One step of a generation: new text, and/or the finish reason, and/or usage."""
-
-    text: str = ""
-    finish_reason: str | None = None
-    usage: Usage | None = None
-
-
-@dataclass(slots=True)
-class GenerationParams:
-    """Sampling parameters, engine-neutral; ``None`` means the engine's default."""
-
-    max_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    stop: list[str] | None = None
-    seed: int | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    path: str  # "/v1/chat/completions", "/v1/completions", "/v1/responses", ...
+    body: bytes  # the JSON body, serialised once
+    headers: dict[str, str] = field(default_factory=dict)
+    # A stored response id (Responses API) whose replica must serve this call.
+    affinity: str | None = None
 
 
 class EngineError(Exception):
     """The engine refused or failed a request. ``status`` is the HTTP status to report."""
 
-    def __init__(self, message: str, *, status: int = 502, param: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 502,
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.param = param
+        self.code = code
 
 
 class EngineUnavailable(EngineError):
@@ -72,19 +63,33 @@ class EngineTimeout(EngineError):
         super().__init__(message, status=504)
 
 
-class Generation(Protocol):
-    """An accepted, running generation: iterate its deltas; ``aclose`` aborts it."""
+class EventStream(Protocol):
+    """An accepted, running streamed request: its raw body in arbitrary pieces.
 
-    def __aiter__(self) -> AsyncIterator[Delta]: ...
+    Iteration raises ``EngineTimeout`` when the engine is silent too long and ``EngineLost``
+    when the connection breaks; ``aclose`` aborts the request in the engine.
+    """
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    def abort(self) -> None:
+        """Stop at once from a callback (drain deadline): the iteration ends early."""
+
+    def holds(self, response_id: str) -> None:
+        """This stream's engine stored ``response_id``: later calls about it go there."""
 
     async def aclose(self) -> None: ...
 
 
 class Engine(Protocol):
-    async def start_chat(
-        self, model: str, messages: list[dict[str, Any]], params: GenerationParams
-    ) -> Generation:
-        """Submit a chat; return once the engine accepted it (errors raise here)."""
+    async def open_stream(self, call: EngineCall) -> EventStream:
+        """Submit a streamed request; return once the engine accepted it (errors raise here)."""
+
+    async def request(self, call: EngineCall) -> bytes:
+        """A non-streamed request: the engine's 200 body (errors raise)."""
+
+    async def forward(self, method: str, call: EngineCall) -> tuple[int, bytes]:
+        """Any other call (``GET /v1/responses/{id}``...): the engine's status and body."""
 
     async def list_models(self) -> list[str]: ...
 
@@ -92,6 +97,9 @@ class Engine(Protocol):
 
     async def count_chat_tokens(self, model: str, messages: list[dict[str, Any]]) -> int:
         """Prompt tokens of ``messages`` once the engine's chat template is applied."""
+
+    async def count_prompt_tokens(self, model: str, prompt: str) -> int:
+        """Tokens of a completion prompt."""
 
     async def max_model_len(self, model: str) -> int | None: ...
 

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from gateway.auth import ApiKey, restrict
-from gateway.chat.protocol import RagOptions
 from gateway.errors import InvalidRequest, store_unavailable
-from gateway.rag.prompt import Passage, fit_passages, new_fence_nonce, with_context
+from gateway.rag.options import RagOptions
+from gateway.rag.prompt import (
+    Passage,
+    fit_rendered,
+    new_fence_nonce,
+    with_context,
+    with_context_prompt,
+)
 from gateway.rag.query import retrieval_query
 from gateway.settings import ModelAlias
 from gateway.timing import Timings
 from llm.types import Engine
 from retrieval.types import CollectionNotFound, PayloadFilter, SearchHit, SearchMode, StoreError
+
+P = TypeVar("P")
 
 
 class RetrievalResult(Protocol):
@@ -150,9 +159,52 @@ class RagPipeline:
         engine_model: str,
         max_tokens: int | None,
         timings: Timings,
+        add_system: bool = True,
     ) -> tuple[list[dict[str, Any]], RagContext]:
         """Retrieve for ``messages`` and return them with the fenced passages in place."""
-        query = retrieval_query(messages)
+        return await self.augment_with(
+            retrieval_query(messages),
+            plan,
+            render=lambda kept, nonce: with_context(messages, kept, nonce, add_system=add_system),
+            count_tokens=lambda chat: self._engine.count_chat_tokens(engine_model, chat),
+            engine_model=engine_model,
+            max_tokens=max_tokens,
+            timings=timings,
+        )
+
+    async def augment_prompt(
+        self,
+        prompt: str,
+        plan: RagPlan,
+        *,
+        engine_model: str,
+        max_tokens: int | None,
+        timings: Timings,
+    ) -> tuple[str, RagContext]:
+        """A completion prompt with the passages fenced before it; the prompt is the query."""
+        return await self.augment_with(
+            prompt.strip(),
+            plan,
+            render=lambda kept, nonce: with_context_prompt(prompt, kept, nonce),
+            count_tokens=lambda text: self._engine.count_prompt_tokens(engine_model, text),
+            engine_model=engine_model,
+            max_tokens=max_tokens,
+            timings=timings,
+        )
+
+    async def augment_with(
+        self,
+        query: str,
+        plan: RagPlan,
+        *,
+        render: Callable[[list[Passage], str], P],
+        count_tokens: Callable[[P], Awaitable[int]],
+        engine_model: str,
+        max_tokens: int | None,
+        timings: Timings,
+    ) -> tuple[P, RagContext]:
+        """Retrieve for ``query``; ``render`` puts passages into a prompt, ``count_tokens``
+        measures one, so the passages that fit the engine's window are kept."""
         context = RagContext(plan=plan, query=query)
         hits: list[SearchHit] = []
         try:
@@ -179,24 +231,23 @@ class RagPipeline:
             if self.defaults.on_store_error == "error":
                 raise unavailable from exc
             context.degraded_reason = unavailable.message
-            return with_context(messages, [], ""), context
+            return render([], ""), context
 
         with timings.stage("prompt"):
             passages = [_passage(i, hit) for i, hit in enumerate(hits, start=1)]
             nonce = new_fence_nonce()
             max_len = await self._engine.max_model_len(engine_model)
             if max_len is None:  # an engine that does not say: trust top_k
-                augmented, kept = with_context(messages, passages, nonce), passages
+                augmented, kept = render(passages, nonce), passages
             else:
-                fitted = await fit_passages(
-                    messages,
+                fitted = await fit_rendered(
+                    lambda chosen: render(chosen, nonce),
                     passages,
-                    nonce,
-                    count_tokens=lambda chat: self._engine.count_chat_tokens(engine_model, chat),
+                    count_tokens=count_tokens,
                     max_model_len=max_len,
                     reserved_for_answer=max_tokens or self.defaults.answer_reserve_tokens,
                 )
-                augmented, kept = fitted.messages, fitted.passages
+                augmented, kept = fitted.prompt, fitted.passages
                 context.context_tokens = fitted.context_tokens
         context.sources = [_source(p, hits[p.number - 1]) for p in kept]
         return augmented, context

@@ -12,7 +12,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant. Answer the user's question using the reference passages "
@@ -72,57 +72,81 @@ def context_block(passages: Sequence[Passage], nonce: str) -> str:
 
 
 def with_context(
-    messages: Sequence[dict[str, Any]], passages: Sequence[Passage], nonce: str
-) -> list[dict[str, Any]]:
-    """The conversation with the context block placed before the last user turn's text.
-
-    The user's own system prompt is kept; without one, a grounding system prompt is added.
-    """
-    out = [dict(m) for m in messages]
-    if not any(m["role"] == "system" for m in out):
-        out.insert(0, {"role": "system", "content": DEFAULT_SYSTEM_PROMPT})
-    if not passages:
-        return out
-    last_user = max(i for i, m in enumerate(out) if m["role"] == "user")
-    question = out[last_user]["content"]
-    out[last_user] = {
-        "role": "user",
-        "content": f"{context_block(passages, nonce)}\n\nQuestion: {question}",
-    }
-    return out
-
-
-TokenCounter = Callable[[list[dict[str, Any]]], Awaitable[int]]
-
-
-@dataclass(frozen=True, slots=True)
-class FittedPrompt:
-    messages: list[dict[str, Any]]
-    passages: list[Passage]
-    prompt_tokens: int
-    context_tokens: int  # what the fenced passages add to the prompt
-
-
-async def fit_passages(
     messages: Sequence[dict[str, Any]],
     passages: Sequence[Passage],
     nonce: str,
     *,
-    count_tokens: TokenCounter,
+    add_system: bool = True,
+) -> list[dict[str, Any]]:
+    """The conversation with the context block placed before the last user turn's text.
+
+    The user's own system prompt is kept; without one, a grounding system prompt is added
+    (``add_system``; the Responses API takes it as ``instructions`` instead). Content parts
+    other than text (images, audio) stay as they were, after the block.
+    """
+    out = [dict(m) for m in messages]
+    if add_system and not any(m.get("role") in ("system", "developer") for m in out):
+        out.insert(0, {"role": "system", "content": DEFAULT_SYSTEM_PROMPT})
+    if not passages:
+        return out
+    users = [i for i, m in enumerate(out) if m.get("role") == "user"]
+    if not users:
+        return out
+    last_user = users[-1]
+    block = f"{context_block(passages, nonce)}\n\nQuestion: "
+    content = out[last_user].get("content")
+    if isinstance(content, list):
+        text_type = next(
+            (p["type"] for p in content if isinstance(p, dict) and "text" in p), "text"
+        )
+        out[last_user]["content"] = [{"type": text_type, "text": block}, *content]
+    else:
+        out[last_user]["content"] = f"{block}{content or ''}"
+    return out
+
+
+def with_context_prompt(prompt: str, passages: Sequence[Passage], nonce: str) -> str:
+    """A completion prompt with the context block before it (``/v1/completions``)."""
+    if not passages:
+        return prompt
+    return f"{context_block(passages, nonce)}\n\n{prompt}"
+
+
+Prompt = TypeVar("Prompt")
+TokenCounter = Callable[[Prompt], Awaitable[int]]
+
+
+@dataclass(frozen=True, slots=True)
+class FittedPrompt(Generic[Prompt]):
+    prompt: Prompt
+    passages: list[Passage]
+    prompt_tokens: int
+    context_tokens: int  # what the fenced passages add to the prompt
+
+    @property
+    def messages(self) -> Prompt:
+        return self.prompt
+
+
+async def fit_rendered(
+    render: Callable[[list[Passage]], Prompt],
+    passages: Sequence[Passage],
+    *,
+    count_tokens: Callable[[Prompt], Awaitable[int]],
     max_model_len: int,
     reserved_for_answer: int,
-) -> FittedPrompt:
+) -> FittedPrompt[Prompt]:
     """Keep the best-ranked passages that fit; drop the lowest-ranked first.
 
-    ``count_tokens`` counts a whole chat with the engine's own tokenizer and chat template,
-    so every figure is exact, not an estimate.
+    ``count_tokens`` counts a whole prompt with the engine's own tokenizer (and chat
+    template), so every figure is exact, not an estimate.
     """
     budget = max_model_len - reserved_for_answer
-    bare = with_context(messages, [], nonce)
+    bare = render([])
     base = await count_tokens(bare)
     kept = list(passages)
     while kept:
-        candidate = with_context(messages, kept, nonce)
+        candidate = render(kept)
         tokens = await count_tokens(candidate)
         if tokens <= budget:
             return FittedPrompt(candidate, kept, tokens, tokens - base)
@@ -131,3 +155,22 @@ async def fit_passages(
         drop = max(1, -(-(tokens - budget) // per_passage))
         kept = kept[: max(0, len(kept) - drop)]
     return FittedPrompt(bare, [], base, 0)
+
+
+async def fit_passages(
+    messages: Sequence[dict[str, Any]],
+    passages: Sequence[Passage],
+    nonce: str,
+    *,
+    count_tokens: Callable[[list[dict[str, Any]]], Awaitable[int]],
+    max_model_len: int,
+    reserved_for_answer: int,
+) -> FittedPrompt[list[dict[str, Any]]]:
+    """``fit_rendered`` for a chat conversation."""
+    return await fit_rendered(
+        lambda kept: with_context(messages, kept, nonce),
+        passages,
+        count_tokens=count_tokens,
+        max_model_len=max_model_len,
+        reserved_for_answer=reserved_for_answer,
+    )

@@ -22,7 +22,7 @@ def retrieval_query(
     min_words: int = FOLLOW_UP_MIN_WORDS,
     max_turns: int = FOLLOW_UP_MAX_TURNS,
 ) -> str:
-    user_turns = [str(m["content"]).strip() for m in messages if m["role"] == "user"]
+    user_turns = [message_text(m).strip() for m in messages if m.get("role") == "user"]
     user_turns = [turn for turn in user_turns if turn]
     if not user_turns:
         return ""
@@ -32,3 +32,13 @@ def retrieval_query(
             break
         parts.insert(0, earlier)
     return "\n".join(parts)
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """The text of a message: its string content, or its text parts joined."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
+    return ""

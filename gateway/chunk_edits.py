@@ -1,0 +1,166 @@
+"""Stream edits for OpenAI chunk streams: chat completions and (legacy) completions.
+
+Fast path: a chunk whose choice has ``"finish_reason":null`` and that carries no usage
+crosses as bytes, its model name swapped for the public one when they differ. The model
+name, finish reason and usage are top-level or choice keys, never inside a JSON string
+(quotes are escaped there), so a byte search cannot be fooled by generated text.
+
+Slow path: the first chunk (sources), finish chunks (citations, timings), the usage chunk
+(metrics; dropped unless the client asked for it), errors and ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from gateway.errors import ErrorInfo, error_body
+from gateway.proxy import Observer, Prepared
+from gateway.relay import DONE, data_event, event_json, upstream_error
+
+_NOT_FINISHED = b'"finish_reason":null'
+_USAGE = b'"usage":{'
+
+TextsOf = Callable[[dict[str, Any]], list[tuple[int, str]]]
+
+
+def chat_texts(chunk: dict[str, Any]) -> list[tuple[int, str]]:
+    return [
+        (int(c.get("index", 0)), (c.get("delta") or {}).get("content") or "")
+        for c in chunk.get("choices") or []
+    ]
+
+
+def completion_texts(chunk: dict[str, Any]) -> list[tuple[int, str]]:
+    return [(int(c.get("index", 0)), c.get("text") or "") for c in chunk.get("choices") or []]
+
+
+# vLLM's own layout of a text chunk, read without a JSON parse; anything else falls back
+# to ``texts_of`` on the parsed chunk.
+CHAT_TEXT = re.compile(rb'"index":(\d+),"delta":\{"content":"((?:[^"\\]|\\.)*)"')
+COMPLETION_TEXT = re.compile(rb'"index":(\d+),"text":"((?:[^"\\]|\\.)*)"')
+
+
+class TextGatherer:
+    """The text of each choice, for citations: fast-path chunks are kept as bytes and read
+    once, when a choice finishes."""
+
+    def __init__(self, pattern: re.Pattern[bytes], texts_of: TextsOf) -> None:
+        self._pattern = pattern
+        self._texts_of = texts_of
+        self._raw: list[bytes] = []
+        self._texts: dict[int, list[str]] = {}
+
+    def keep(self, event: bytes) -> None:
+        self._raw.append(event)
+
+    def add(self, chunk: dict[str, Any]) -> None:
+        self._absorb()
+        for index, text in self._texts_of(chunk):
+            self._texts.setdefault(index, []).append(text)
+
+    def text(self, index: int) -> str:
+        self._absorb()
+        return "".join(self._texts.get(index, ()))
+
+    def _absorb(self) -> None:
+        for event in self._raw:
+            match = self._pattern.search(event)
+            if match is not None:
+                text = json.loads(b'"' + match.group(2) + b'"')
+                self._texts.setdefault(int(match.group(1)), []).append(text)
+            else:
+                self.add_parsed(event_json(event))
+        self._raw.clear()
+
+    def add_parsed(self, chunk: dict[str, Any]) -> None:
+        for index, text in self._texts_of(chunk):
+            self._texts.setdefault(index, []).append(text)
+
+
+class ChunkEdits:
+    """``StreamEdits`` for ``chat.completion.chunk`` and ``text_completion`` streams."""
+
+    def __init__(
+        self,
+        prepared: Prepared,
+        observer: Observer,
+        *,
+        pattern: re.Pattern[bytes],
+        texts_of: TextsOf,
+    ) -> None:
+        self.finished = False
+        self._prepared = prepared
+        self._observer = observer
+        self._first = True
+        engine = json.dumps(prepared.engine_model).encode()
+        public = json.dumps(prepared.public_model).encode()
+        self._swap = (b'"model":' + engine, b'"model":' + public) if engine != public else None
+        self._gatherer = TextGatherer(pattern, texts_of) if prepared.rag is not None else None
+
+    def plain(self, event: bytes) -> bytes | None:
+        if self._first or _NOT_FINISHED not in event or _USAGE in event:
+            return None
+        if not event.startswith(b"data:"):
+            return None
+        if self._swap is not None:
+            event = event.replace(self._swap[0], self._swap[1], 1)
+        if self._gatherer is not None:
+            self._gatherer.keep(event)
+        return event + b"\n\n"
+
+    def edit(self, event: bytes) -> bytes:
+        if event.startswith(b":"):
+            return b""  # the upstream's comments (keep-alives): we send our own
+        if event.strip() == b"data: [DONE]":
+            self.finished = True
+            return DONE
+        chunk = event_json(event)
+        error = upstream_error(chunk)
+        if error is not None:
+            raise error
+        if "model" in chunk:
+            chunk["model"] = self._prepared.public_model
+        out = b""
+        if self._first and chunk.get("choices"):
+            self._first = False
+            self._observer.first_output()
+            chunk.update(self._prepared.first_extras())
+        if self._gatherer is not None:
+            self._gatherer.add(chunk)
+        finished = [c for c in chunk.get("choices") or [] if c.get("finish_reason") is not None]
+        if finished:
+            index = int(finished[0].get("index", 0))
+            text = self._gatherer.text(index) if self._gatherer is not None else ""
+            chunk.update(self._prepared.final_extras(text))
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self._observer.usage(
+                int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+            )
+            if not self._prepared.include_usage:
+                if not chunk.get("choices"):
+                    return out  # the usage-only chunk the client did not ask for
+                chunk["usage"] = None
+        return out + data_event(chunk)
+
+    def failure(self, error: ErrorInfo) -> bytes:
+        return data_event(error_body(error)) + DONE
+
+
+def finish_whole(
+    prepared: Prepared, body: dict[str, Any], observer: Observer, texts: TextsOf
+) -> dict[str, Any]:
+    """A whole (non-streamed) answer: public model name, RAG extras, usage metrics."""
+    body["model"] = prepared.public_model
+    usage = body.get("usage")
+    if isinstance(usage, dict):
+        observer.usage(
+            int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        )
+    first_text = next((text for index, text in texts(body) if index == 0), "")
+    body.update(prepared.first_extras())
+    body.update(prepared.final_extras(first_text))
+    return body

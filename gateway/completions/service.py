@@ -1,0 +1,71 @@
+"""Completions (``/v1/completions``): RAG fences the passages before the prompt."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.auth import ApiKey
+from gateway.chunk_edits import COMPLETION_TEXT, ChunkEdits, completion_texts, finish_whole
+from gateway.completions.protocol import CompletionRequest
+from gateway.errors import InvalidRequest
+from gateway.metrics import Metrics
+from gateway.models import ModelRegistry
+from gateway.proxy import Observer, Prepared, engine_body, forward_body, observe_retrieval
+from gateway.rag.pipeline import RagPipeline, plan_retrieval
+from gateway.timing import Timings
+from llm.types import EngineCall, EventStream
+
+PATH = "/v1/completions"
+
+
+class CompletionsService:
+    def __init__(self, registry: ModelRegistry, rag: RagPipeline, metrics: Metrics) -> None:
+        self._registry = registry
+        self._rag = rag
+        self._metrics = metrics
+
+    async def prepare(
+        self,
+        request: CompletionRequest,
+        raw: dict[str, Any],
+        timings: Timings,
+        key: ApiKey | None = None,
+    ) -> Prepared:
+        resolved = await self._registry.resolve(request.model)
+        plan = plan_retrieval(request.rag, resolved.alias, self._rag.defaults, key)
+        timings.mark("preprocess")
+        changes: dict[str, Any] = {}
+        rag = None
+        if plan is not None:
+            if not isinstance(request.prompt, str):
+                raise InvalidRequest(
+                    "retrieval needs the prompt as one string; send rag.enabled=false "
+                    "for token ids or several prompts",
+                    param="prompt",
+                )
+            changes["prompt"], rag = await self._rag.augment_prompt(
+                request.prompt,
+                plan,
+                engine_model=resolved.engine_model,
+                max_tokens=request.max_tokens,
+                timings=timings,
+            )
+            observe_retrieval(self._metrics, timings)
+        body = forward_body(raw, engine_model=resolved.engine_model, key=key, **changes)
+        return Prepared(
+            call=EngineCall(PATH, engine_body(body)),
+            stream=request.stream,
+            public_model=resolved.public_name,
+            engine_model=resolved.engine_model,
+            timings=timings,
+            rag=rag,
+            include_usage=request.include_usage,
+        )
+
+    @staticmethod
+    def stream_edits(prepared: Prepared, stream: EventStream, observer: Observer) -> ChunkEdits:
+        return ChunkEdits(prepared, observer, pattern=COMPLETION_TEXT, texts_of=completion_texts)
+
+    @staticmethod
+    def finish(prepared: Prepared, body: dict[str, Any], observer: Observer) -> dict[str, Any]:
+        return finish_whole(prepared, body, observer, completion_texts)

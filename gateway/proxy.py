@@ -1,0 +1,218 @@
+"""What every proxied endpoint shares: the prepared engine call, its postprocessing facts,
+and the flow from admission to a streamed or whole answer.
+
+An endpoint (chat, completions, responses) only decides how RAG changes its request body
+and how its answer's events are edited; this module does the rest once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+from starlette.background import BackgroundTask
+
+from gateway._disconnect import ClientDisconnected, until_disconnect
+from gateway.admission import Admission, Slot
+from gateway.auth import ApiKey
+from gateway.errors import as_api_error
+from gateway.lifecycle import Lifecycle
+from gateway.metrics import Metrics
+from gateway.rag.citations import cited_numbers
+from gateway.rag.pipeline import RagContext
+from gateway.relay import StreamEdits, relay
+from gateway.sse import RelayResponse
+from gateway.timing import Timings
+from llm.types import Engine, EngineCall, EventStream
+
+# Every proxied route answers JSON, or SSE when the request streams.
+STREAM_OR_JSON: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the engine's answer (JSON, or SSE when streamed), with RAG extras",
+        "content": {"application/json": {}, "text/event-stream": {}},
+    }
+}
+
+
+@dataclass
+class Prepared:
+    """One request ready for the engine, with what its answer's postprocessing needs."""
+
+    call: EngineCall
+    stream: bool
+    public_model: str
+    engine_model: str
+    timings: Timings
+    rag: RagContext | None = None
+    include_usage: bool = False  # the client asked for the usage chunk
+
+    def first_extras(self) -> dict[str, Any]:
+        """Sources go out before any token, so a client can show them while text streams."""
+        if self.rag is None:
+            return {}
+        return {"sources": self.rag.sources, "rag": self.rag.info()}
+
+    def final_extras(self, text: str) -> dict[str, Any]:
+        extras: dict[str, Any] = {"timings": self.timings.as_dict()}
+        if self.rag is not None:
+            extras["citations"] = cited_numbers(text, len(self.rag.sources))
+        return extras
+
+
+class Observer:
+    """Per-stream metrics, taken on the slow path only (first event, usage, end)."""
+
+    __slots__ = ("_metrics", "_timings", "_first_ms", "_completion_tokens")
+
+    def __init__(self, metrics: Metrics, timings: Timings) -> None:
+        self._metrics = metrics
+        self._timings = timings
+        self._first_ms: float | None = None
+        self._completion_tokens = 0
+
+    def first_output(self) -> None:
+        if self._first_ms is None:
+            self._timings.mark("engine_first_token")
+            self._first_ms = self._timings.elapsed_ms()
+            self._metrics.first_token_seconds.observe(self._first_ms / 1000)
+
+    def usage(self, prompt_tokens: int, completion_tokens: int) -> None:
+        self._metrics.tokens.labels("in").inc(prompt_tokens)
+        self._metrics.tokens.labels("out").inc(completion_tokens)
+        self._completion_tokens = completion_tokens
+        if self._first_ms is not None and completion_tokens > 1:
+            gap_ms = (self._timings.elapsed_ms() - self._first_ms) / (completion_tokens - 1)
+            self._metrics.inter_token_seconds.observe(gap_ms / 1000)
+
+
+def observe_retrieval(metrics: Metrics, timings: Timings) -> None:
+    for stage in ("embed", "search", "prompt"):
+        if stage in timings.stages:
+            metrics.retrieval_seconds.labels(stage).observe(timings.stages[stage] / 1000)
+
+
+def engine_body(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the proxied routes need, built once at start-up."""
+
+    engine: Engine
+    admission: Admission
+    lifecycle: Lifecycle
+    metrics: Metrics
+
+
+Prepare = Callable[[], Awaitable[Prepared]]
+EditsFor = Callable[[Prepared, EventStream, Observer], StreamEdits]
+Finish = Callable[[Prepared, dict[str, Any], Observer], dict[str, Any]]
+
+
+async def serve(
+    request: Request,
+    services: Services,
+    key: ApiKey | None,
+    prepare: Prepare,
+    edits_for: EditsFor,
+    finish: Finish,
+) -> Response:
+    """Admit, prepare, start on the engine, then relay the stream or finish the whole answer."""
+    try:
+        # A client that leaves while queued, retrieving or waiting for the engine's answer
+        # must not leave work behind: the start is cancelled, which aborts it in the engine.
+        slot, prepared, stream = await until_disconnect(
+            request, _admit_and_start(services, key, prepare)
+        )
+    except ClientDisconnected:
+        return Response(status_code=499)
+    timings = prepared.timings
+    observer = Observer(services.metrics, timings)
+    if stream is not None:
+        services.metrics.active_streams.inc()
+        return RelayResponse(
+            relay(stream, edits_for(prepared, stream, observer), services.lifecycle),
+            ping=15,
+            # Our drain deadline ends streams with an error event; sse-starlette's own
+            # exit handling would cut them at once, so it waits a little longer.
+            shutdown_grace_period=services.lifecycle.drain_timeout_s + 5,
+            background=BackgroundTask(_end_stream, stream, slot, services.metrics),
+            # What is known before the first byte; the rest travels in the final event.
+            headers={"Server-Timing": timings.header(total=False)},
+        )
+    try:
+        raw = await until_disconnect(request, services.engine.request(prepared.call))
+    except ClientDisconnected:
+        return Response(status_code=499)
+    except Exception as exc:
+        raise as_api_error(exc) from exc
+    finally:
+        slot.release()
+    body = finish(prepared, json.loads(raw), observer)
+    return Response(
+        engine_body(body),
+        media_type="application/json",
+        headers={"Server-Timing": timings.header()},
+    )
+
+
+async def _admit_and_start(
+    services: Services, key: ApiKey | None, prepare: Prepare
+) -> tuple[Slot, Prepared, EventStream | None]:
+    slot = await services.admission.admit(key)
+    try:
+        prepared = await prepare()
+        stream = None
+        if prepared.stream:
+            try:
+                stream = await services.engine.open_stream(prepared.call)
+            except Exception as exc:
+                raise as_api_error(exc) from exc
+        return slot, prepared, stream
+    except BaseException:
+        slot.release()
+        raise
+
+
+async def _end_stream(stream: EventStream, slot: Slot, metrics: Metrics) -> None:
+    try:
+        await stream.aclose()  # a client gone mid-stream: this aborts the engine's work
+    finally:
+        metrics.active_streams.dec()
+        slot.release()
+
+
+def tenant_salt(key: ApiKey | None, client_salt: str | None) -> str | None:
+    """vLLM's prefix-cache salt for this caller: tenants never share cached prefixes.
+
+    With keys, the salt derives from the key's name, with the client's own salt inside it,
+    so no value a client sends can equal another tenant's salt. Without keys, the client's
+    salt (if any) passes as sent.
+    """
+    if key is None:
+        return client_salt
+    seed = f"{key.name}\0{client_salt or ''}".encode()
+    return hashlib.sha256(seed).hexdigest()
+
+
+def forward_body(
+    raw: dict[str, Any], *, engine_model: str, key: ApiKey | None, **changes: Any
+) -> dict[str, Any]:
+    """The client's body as the engine gets it: ours removed, the model and RAG's changes
+    applied, every other field untouched."""
+    body = {name: value for name, value in raw.items() if name != "rag"}
+    body["model"] = engine_model
+    body.update(changes)
+    salt = tenant_salt(key, raw.get("cache_salt"))
+    if salt is not None:
+        body["cache_salt"] = salt
+    if body.get("stream") is True:
+        # Usage feeds the metrics; the relay drops the usage chunk if the client did not ask.
+        body["stream_options"] = {**(raw.get("stream_options") or {}), "include_usage": True}
+    return body

@@ -1,0 +1,105 @@
+"""The Responses API (``/v1/responses``): RAG fences the passages into the last user
+input; stored responses are reached on the replica that holds them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.auth import ApiKey
+from gateway.metrics import Metrics
+from gateway.models import ModelRegistry
+from gateway.proxy import Observer, Prepared, engine_body, forward_body, observe_retrieval
+from gateway.rag.pipeline import RagContext, RagPipeline, plan_retrieval
+from gateway.rag.prompt import DEFAULT_SYSTEM_PROMPT, Passage, with_context
+from gateway.rag.query import message_text, retrieval_query
+from gateway.responses.protocol import ResponsesRequest
+from gateway.responses.stream import ResponseEdits, finish_response
+from gateway.timing import Timings
+from llm.types import Engine, EngineCall, EventStream
+
+PATH = "/v1/responses"
+Input = str | list[dict[str, Any]]
+
+
+def _as_items(value: Input) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": value}] if isinstance(value, str) else value
+
+
+def _chat_view(instructions: str | None, value: Input) -> list[dict[str, Any]]:
+    """The input as chat messages, to count its tokens with the engine's chat template."""
+    messages = [{"role": "system", "content": instructions}] if instructions else []
+    for item in _as_items(value):
+        if isinstance(item, dict) and isinstance(item.get("role"), str):
+            messages.append({"role": item["role"], "content": message_text(item)})
+    return messages
+
+
+class ResponsesService:
+    def __init__(
+        self, engine: Engine, registry: ModelRegistry, rag: RagPipeline, metrics: Metrics
+    ) -> None:
+        self._engine = engine
+        self._registry = registry
+        self._rag = rag
+        self._metrics = metrics
+
+    async def prepare(
+        self,
+        request: ResponsesRequest,
+        raw: dict[str, Any],
+        timings: Timings,
+        key: ApiKey | None = None,
+    ) -> Prepared:
+        resolved = await self._registry.resolve(request.model)
+        plan = plan_retrieval(request.rag, resolved.alias, self._rag.defaults, key)
+        timings.mark("preprocess")
+        changes: dict[str, Any] = {}
+        rag: RagContext | None = None
+        if plan is not None:
+            instructions = request.instructions
+            has_system = any(
+                i.get("role") in ("system", "developer") for i in _as_items(raw["input"])
+            )
+            if instructions is None and not has_system:
+                changes["instructions"] = instructions = DEFAULT_SYSTEM_PROMPT
+
+            def render(kept: list[Passage], nonce: str) -> Input:
+                items = with_context(_as_items(raw["input"]), kept, nonce, add_system=False)
+                if isinstance(raw["input"], str):
+                    return str(items[0]["content"])
+                return items
+
+            changes["input"], rag = await self._rag.augment_with(
+                retrieval_query(_as_items(raw["input"])),
+                plan,
+                render=render,
+                count_tokens=lambda value: self._engine.count_chat_tokens(
+                    resolved.engine_model, _chat_view(instructions, value)
+                ),
+                engine_model=resolved.engine_model,
+                max_tokens=request.max_output_tokens,
+                timings=timings,
+            )
+            observe_retrieval(self._metrics, timings)
+        body = forward_body(raw, engine_model=resolved.engine_model, key=key, **changes)
+        return Prepared(
+            call=EngineCall(PATH, engine_body(body), affinity=request.previous_response_id),
+            stream=request.stream,
+            public_model=resolved.public_name,
+            engine_model=resolved.engine_model,
+            timings=timings,
+            rag=rag,
+        )
+
+    async def forward(self, method: str, path: str, response_id: str) -> tuple[int, bytes]:
+        """``GET``/cancel of a stored response, on the replica that holds it."""
+        return await self._engine.forward(method, EngineCall(path, b"", affinity=response_id))
+
+    @staticmethod
+    def stream_edits(prepared: Prepared, stream: EventStream, observer: Observer) -> ResponseEdits:
+        return ResponseEdits(prepared, stream, observer)
+
+    @staticmethod
+    def finish(prepared: Prepared, body: dict[str, Any], observer: Observer) -> dict[str, Any]:
+        finish_response(prepared, body, observer)
+        return body
