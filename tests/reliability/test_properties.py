@@ -1,4 +1,4 @@
-"""Properties of the two parsers everything else trusts: the chunker and the SSE reader.
+"""Properties of what everything else trusts: the chunker and the relay's framing.
 
 Hypothesis generates the inputs; each property states what must hold for all of them.
 """
@@ -7,20 +7,25 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import anyio
-import httpx
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from gateway.chunk_edits import CHAT_TEXT, ChunkEdits, chat_texts
+from gateway.lifecycle import Lifecycle
+from gateway.metrics import Metrics
+from gateway.proxy import Observer, Prepared
+from gateway.relay import relay
+from gateway.timing import Timings
 from ingest.chunker import chunk_sections, chunk_spans, token_counter
 from ingest.loaders import Section
-from llm.sse import ServerSentEvent, iter_sse_bytes
-from llm.vllm_client import VLLMGeneration
+from llm.types import EngineCall
 from retrieval.embedder import Embedder
+from tests.conftest import MODEL_NAME
+from tests.support.replay_engine import ReplayStream, Script
 
 # No deadline: a busy 2-core CI machine makes single examples slow, not wrong.
 PROPERTY = settings(max_examples=200, deadline=None)
@@ -145,107 +150,46 @@ def test_real_tokenizer_chunks_fit_the_bound(tokenizer: object, text: str) -> No
 _line_text = st.text(st.characters(exclude_characters="\r\n", exclude_categories=("Cs",)))
 
 
-@dataclass
-class Block:
-    """One blank-line-terminated block: data lines, optional event type and id."""
-
-    data: list[str]
-    event: str | None
-    id: str | None
-
-
-_block = st.builds(
-    Block,
-    data=st.lists(_line_text, max_size=4),
-    event=st.none() | _line_text.filter(bool),
-    id=st.none() | _line_text.filter(lambda s: "\0" not in s),
-)
-_noise = st.sampled_from([":", ": ping", ":comment: with colons", "retry: 3000", "retry:x"])
-_ending = st.sampled_from(["\n", "\r\n", "\r"])
-
-
-@st.composite
-def event_stream(draw: st.DrawFn) -> tuple[bytes, list[ServerSentEvent]]:
-    """A valid event stream (mixed line ends, comments, retry fields) and its events."""
-    blocks = draw(st.lists(_block, max_size=6))
-    lines: list[str] = []
-    expected: list[ServerSentEvent] = []
-    last_id: str | None = None
-    for block in blocks:
-        # "data:x" and "data: x" mean the same, unless x itself starts with a space.
-        fields = [
-            f"data:{d}" if not d.startswith(" ") and draw(st.booleans()) else f"data: {d}"
-            for d in block.data
-        ]
-        if block.event is not None:
-            fields.insert(draw(st.integers(0, len(fields))), f"event: {block.event}")
-        if block.id is not None:
-            fields.insert(draw(st.integers(0, len(fields))), f"id: {block.id}")
-            last_id = block.id
-        for noise in draw(st.lists(_noise, max_size=2)):
-            fields.insert(draw(st.integers(0, len(fields))), noise)
-        lines += [*fields, ""]
-        if block.data:  # a block without data lines is not an event
-            expected.append(ServerSentEvent("\n".join(block.data), block.event, last_id))
-    text, previous = "", ""
-    for line in lines:
-        ending = draw(_ending)
-        if previous == "\r" and line == "" and ending == "\n":
-            ending = "\r\n"  # CR then an empty LF line would read as one CRLF
-        text += line + ending
-        previous = ending
-    bom = "\ufeff" if draw(st.booleans()) else ""
-    return (bom + text).encode(), expected
-
-
-async def _events_from(pieces: list[bytes]) -> list[ServerSentEvent]:
-    async def body() -> AsyncIterator[bytes]:
-        for piece in pieces:
-            yield piece
-
-    response = httpx.Response(200, content=body())
-    return [event async for event in iter_sse_bytes(response.aiter_bytes())]
-
-
 def _split(raw: bytes, cuts: list[int]) -> list[bytes]:
     bounds = [0, *sorted({c % (len(raw) + 1) for c in cuts}), len(raw)]
     return [raw[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 @PROPERTY
-@given(stream=event_stream(), cuts=st.lists(st.integers(0, 10_000), max_size=30))
-def test_any_split_of_an_event_stream_parses_to_its_events(
-    stream: tuple[bytes, list[ServerSentEvent]], cuts: list[int]
-) -> None:
-    raw, expected = stream
-    assert anyio.run(_events_from, [raw]) == expected
-    assert anyio.run(_events_from, _split(raw, cuts)) == expected
-
-
-@PROPERTY
 @given(
     texts=st.lists(st.text(min_size=1), min_size=1, max_size=5),
     cuts=st.lists(st.integers(0, 10_000), max_size=20),
+    crlf=st.booleans(),
 )
-# Found by the SSE property: httpx's line iterator split these, losing the chunk.
-@example(texts=["a\u2028b", "\x85", "c\u2029", "\x0c"], cuts=[])
-def test_engine_text_survives_the_engine_stream_whatever_the_characters(
-    texts: list[str], cuts: list[int]
+# Found by an earlier SSE property: httpx's line iterator split these, losing the chunk.
+@example(texts=["a\u2028b", "\x85", "c\u2029", "\x0c"], cuts=[], crlf=False)
+def test_engine_text_survives_the_relay_whatever_the_characters_and_splits(
+    texts: list[str], cuts: list[int], crlf: bool
 ) -> None:
-    """vLLM writes JSON with U+2028 or NEL unescaped; the text must arrive intact."""
-    chunks = [{"choices": [{"delta": {"content": t}, "finish_reason": None}]} for t in texts]
-    chunks.append({"choices": [{"delta": {}, "finish_reason": "stop"}]})
-    raw = "".join(f"data: {json.dumps(c, ensure_ascii=False)}\n\n" for c in chunks)
-    raw += "data: [DONE]\n\n"
+    """vLLM writes JSON with U+2028 or NEL unescaped; the relay splits only at blank lines,
+    so the text arrives intact however the bytes were cut, with LF or CRLF framing."""
+    base = {"id": "x", "object": "chat.completion.chunk", "created": 1, "model": MODEL_NAME}
+    chunks = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                    "finish_reason": None}]}]  # fmt: skip
+    chunks += [
+        {**base, "choices": [{"index": 0, "delta": {"content": t}, "finish_reason": None}]}
+        for t in texts
+    ]
+    chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    end = "\r\n\r\n" if crlf else "\n\n"
+    raw = "".join(f"data: {json.dumps(c, ensure_ascii=False, separators=(',', ':'))}{end}"
+                  for c in chunks)  # fmt: skip
+    raw += f"data: [DONE]{end}"
 
-    async def collect() -> str:
-        async def body() -> AsyncIterator[bytes]:
-            for piece in _split(raw.encode(), cuts):
-                yield piece
+    async def relayed() -> bytes:
+        stream = ReplayStream(Script(_split(raw.encode(), cuts)))
+        prepared = Prepared(EngineCall("/v1/chat/completions", b"{}"), True, MODEL_NAME,
+                            MODEL_NAME, Timings())  # fmt: skip
+        edits = ChunkEdits(prepared, Observer(Metrics(), prepared.timings),
+                           pattern=CHAT_TEXT, texts_of=chat_texts)  # fmt: skip
+        return b"".join([part async for part in relay(stream, edits, Lifecycle(30))])
 
-        generation = VLLMGeneration(
-            httpx.Response(200, content=body()), first_token_timeout=30, token_gap_timeout=30
-        )
-        return "".join([delta.text async for delta in generation])
-
-    assert anyio.run(collect) == "".join(texts)
+    events = [e for e in anyio.run(relayed).decode().split("\n\n") if e]
+    assert events[-1] == "data: [DONE]"
+    bodies = [json.loads(e.removeprefix("data: ")) for e in events[:-1]]
+    assert "".join(b["choices"][0]["delta"].get("content") or "" for b in bodies) == "".join(texts)
