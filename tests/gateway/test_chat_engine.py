@@ -210,17 +210,20 @@ def _finished_requests(engine_url: str) -> float:
 def test_client_disconnect_aborts_the_engine_request(gateway_url: str, engine_url: str) -> None:
     finished_before = _finished_requests(engine_url)
     story = [{"role": "user", "content": "Write a very long story about a dragon."}]
-    body = {"model": MODEL_NAME, "stream": True, "max_tokens": 1500, "messages": story}
+    # ignore_eos: the model cannot end the story by itself before the client leaves.
+    body = {"model": MODEL_NAME, "stream": True, "max_tokens": 1500, "ignore_eos": True,
+            "messages": story}  # fmt: skip
     with httpx.stream("POST", f"{gateway_url}/v1/chat/completions", json=body, timeout=60) as r:
         lines = r.iter_lines()  # kept: a dropped line iterator makes httpx close the stream
         frames = 0
         while frames < 5:
             frames += next(lines).startswith("data: ")
-        assert _engine_metric(engine_url, "vllm:num_requests_running") == 1
-    # Leaving the block closes the connection: the client has gone.
-    left = time.monotonic()
+        assert _engine_metric(engine_url, "vllm:num_requests_running") >= 1
+    # Leaving the block closes the connection: the client has gone. A deadline far below the
+    # ~100 s that 1,500 tokens take here, far above any abort on a busy machine.
+    deadline = time.monotonic() + 30
     while _engine_metric(engine_url, "vllm:num_requests_running") > 0:
-        assert time.monotonic() - left < 1.0, "vLLM still generating 1 s after the disconnect"
+        assert time.monotonic() < deadline, "vLLM still generating 30 s after the disconnect"
         time.sleep(0.05)
-    # It stopped early (1500 tokens take ~100 s here) without finishing by itself: aborted.
+    # It stopped early without finishing by itself: aborted.
     assert _finished_requests(engine_url) == finished_before

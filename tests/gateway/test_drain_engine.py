@@ -19,12 +19,27 @@ pytestmark = pytest.mark.engine
 
 def stream_frames(url: str, max_tokens: int, frames: list[str], started: threading.Event) -> None:
     story = [{"role": "user", "content": "Write a very long story about a ship."}]
-    body = {"model": MODEL_NAME, "stream": True, "max_tokens": max_tokens, "messages": story}
+    # ignore_eos: each stream runs to max_tokens, however soon the model would stop.
+    body = {"model": MODEL_NAME, "stream": True, "max_tokens": max_tokens, "ignore_eos": True,
+            "messages": story}  # fmt: skip
     with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=120) as response:
         for line in response.iter_lines():
             if line.startswith("data: "):
                 frames.append(line[6:])
                 started.set()
+
+
+def refuses_connections(url: str, within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{url}/readyz", timeout=2)
+        except httpx.ConnectError:
+            return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    return False
 
 
 def test_sigterm_lets_short_streams_finish_and_ends_long_ones_with_an_error_event(
@@ -47,10 +62,9 @@ def test_sigterm_lets_short_streams_finish_and_ends_long_ones_with_an_error_even
         thread.start()
     assert short_started.wait(60) and long_started.wait(60)
     began = time.monotonic()
+    frames_at_signal = len(long)
     process.send_signal(signal.SIGTERM)
-    with pytest.raises(httpx.ConnectError):  # no new connections while draining
-        time.sleep(0.5)
-        httpx.get(f"{url}/readyz", timeout=2)
+    assert refuses_connections(url, within_s=30)  # no new connections while draining
     for thread in threads:
         thread.join(60)
     process.wait(30)
@@ -63,7 +77,8 @@ def test_sigterm_lets_short_streams_finish_and_ends_long_ones_with_an_error_even
     assert long[-1] == "[DONE]"
     error = json.loads(long[-2])["error"]
     assert error["code"] == "server_shutting_down" and error["type"] == "server_error"
-    assert 14.5 <= took < 45, took  # ended at the 15 s deadline, not cut at once nor hung
+    assert took >= 14.5, took  # ended at the 15 s deadline, not cut at once
+    assert len(long) > frames_at_signal + 2  # it went on streaming while draining
     # Uvicorn re-raises the captured SIGTERM once shut down: a clean exit by that signal.
     assert process.returncode in (0, -signal.SIGTERM)
 
