@@ -101,13 +101,14 @@ def test_unknown_fields_and_roles_pass_through_and_rag_changes_only_the_last_use
 ) -> None:
     engine = replay_engine()
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    call_f = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    question = {"type": "text", "text": "What does error HX-7731 mean?"}
     messages = [
         {"role": "user", "content": "What is the weather?"},
-        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
-                                                               "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "assistant", "content": None, "tool_calls": [call_f]},
         {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
-        {"role": "user", "content": [{"type": "text", "text": "What does error HX-7731 mean?"}, image]},
-    ]  # fmt: skip
+        {"role": "user", "content": [question, image]},
+    ]
     body = {
         "model": "docs", "stream": True, "messages": messages, "tools": TOOLS,
         "tool_choice": "auto", "logprobs": True, "top_logprobs": 2, "n": 2, "ignore_eos": True,
@@ -161,7 +162,8 @@ def test_engine_refusal_is_its_own_words_in_openai_shape(store_path: Path) -> No
     [
         ({"model": "nope", "messages": [{"role": "user", "content": "x"}]}, 404, "model"),
         ({"model": MODEL, "messages": []}, 400, "messages"),
-        ({"model": MODEL, "messages": [{"role": "wizard", "content": "x"}]}, 400, "messages[0].role"),
+        ({"model": MODEL, "messages": [{"role": "wizard", "content": "x"}]}, 400,
+         "messages[0].role"),
         ({"model": MODEL, "messages": [{"role": "user"}]}, 400, "messages[0]"),
         ({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "rag": {"top_k": 0}},
          400, "rag.top_k"),
@@ -212,11 +214,14 @@ def test_tenants_get_their_own_cache_salt(store_path: Path) -> None:
     async def main() -> None:
         async with Gateway(engine, settings_for(store_path, api_keys=keys)) as client:
             for secret, salt in [("key-a", None), ("key-b", None), ("key-b", "mine")]:
-                body: dict[str, Any] = {"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
+                body: dict[str, Any] = {
+                    "model": MODEL,
+                    "messages": [{"role": "user", "content": "x"}],
+                }
                 if salt:
                     body["cache_salt"] = salt
-                response = await client.post("/v1/chat/completions", json=body,
-                                             headers={"Authorization": f"Bearer {secret}"})  # fmt: skip
+                auth = {"Authorization": f"Bearer {secret}"}
+                response = await client.post("/v1/chat/completions", json=body, headers=auth)
                 assert response.status_code == 200
 
     anyio.run(main)
