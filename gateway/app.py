@@ -7,12 +7,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.datastructures import State
 
 from gateway import playground, system
 from gateway.admission import Admission, Limits, LocalAdmission
 from gateway.auth import KeyRing, load_keys
 from gateway.chat import routes as chat_routes
 from gateway.chat.service import ChatService
+from gateway.completions import routes as completion_routes
+from gateway.completions.service import CompletionsService
+from gateway.deps import AppServices
 from gateway.documents import routes as document_routes
 from gateway.documents.service import DocumentService
 from gateway.embeddings import routes as embedding_routes
@@ -23,7 +27,10 @@ from gateway.logs import configure_logging
 from gateway.metrics import Metrics
 from gateway.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from gateway.models import ModelRegistry
+from gateway.proxy import Services
 from gateway.rag.pipeline import RagDefaults, RagPipeline
+from gateway.responses import routes as response_routes
+from gateway.responses.service import ResponsesService
 from gateway.retrieval_setup import RetrievalStack, open_retrieval
 from gateway.search import routes as search_routes
 from gateway.settings import Settings, get_settings
@@ -82,6 +89,28 @@ def build_admission(settings: Settings, metrics: Metrics) -> Admission:
     )
 
 
+def build_services(
+    settings: Settings,
+    engine: Engine,
+    models: ModelRegistry,
+    pipeline: RagPipeline,
+    state: State,
+) -> AppServices:
+    return AppServices(
+        proxy=Services(engine, state.admission, state.lifecycle, state.metrics),
+        chat=ChatService(
+            engine,
+            models,
+            pipeline,
+            state.metrics,
+            max_messages=settings.max_messages,
+            max_input_tokens=settings.max_input_tokens,
+        ),
+        completions=CompletionsService(models, pipeline, state.metrics),
+        responses=ResponsesService(engine, models, pipeline, state.metrics),
+    )
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -103,13 +132,8 @@ def create_app(
         app.state.lifecycle.install()
         app.state.keys = KeyRing(load_keys(settings.api_keys, settings.api_keys_file))
         app.state.admission = build_admission(settings, app.state.metrics)
-        app.state.chat = ChatService(
-            app.state.engine,
-            app.state.models,
-            pipeline,
-            app.state.metrics,
-            max_messages=settings.max_messages,
-            max_input_tokens=settings.max_input_tokens,
+        app.state.services = build_services(
+            settings, app.state.engine, app.state.models, pipeline, app.state
         )
         app.state.embeddings = EmbeddingService(
             app.state.retrieval.embedder, embedding_model_name(settings.embedding_model)
@@ -154,6 +178,8 @@ def create_app(
     install_error_handlers(app)
     app.include_router(system.router)
     app.include_router(chat_routes.router)
+    app.include_router(completion_routes.router)
+    app.include_router(response_routes.router)
     app.include_router(embedding_routes.router)
     app.include_router(search_routes.router)
     app.include_router(document_routes.router)
