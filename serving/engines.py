@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import time
 from pathlib import Path
@@ -106,6 +107,11 @@ class EngineReplica:
         # it (PR_SET_PDEATHSIG), and a pool thread may end before the replica does.
         self._engine.start()
         self._pid = self._engine.pid
+        # Ray runs its workers niced (raylet's worker_niceness) and the server inherits
+        # that; it is the stack's main work, so back to normal priority where allowed.
+        if self._pid is not None:
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, self._pid, 0)
         self.url = config.url
         await asyncio.to_thread(self._engine.wait_ready, start_timeout_s)
         log.info("engine replica %s serves %s (pid %s)", self._id, self.url, self._pid)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from typing import Any
 
 from fastapi import FastAPI
@@ -136,6 +137,10 @@ class Gateway:
         for replica in [r for r in self._retired if r.state.outstanding <= 0]:
             self._retired.remove(replica)
             await replica.client.aclose()
+
+    def replica_pid(self) -> int:
+        """This replica's process (tests kill it; Ray starts another)."""
+        return os.getpid()
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_app(self._settings, engine=self.router, retrieval=self._stack)

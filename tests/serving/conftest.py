@@ -51,6 +51,8 @@ def stack_config(
         RAGSERVE_ENGINE_URLS=",".join(engine_urls or []),
         RAGSERVE_ENGINE_HEALTH_INTERVAL_S="1",
         RAGSERVE_ENGINE_COOLDOWN_S="2",
+        # vLLM starts in ~1.5 min on an idle machine, but 5+ when other work shares the cores
+        RAGSERVE_ENGINE_START_TIMEOUT_S="1500",
     )
     if engine_urls:  # no engine deployments to configure
         app["deployments"] = [d for d in app["deployments"] if not d["name"].startswith("engine")]
@@ -62,7 +64,7 @@ def stack_config(
 
 
 @contextmanager
-def ray_stack(config: dict[str, Any], *, timeout_s: float = 900.0) -> Iterator[Stack]:
+def ray_stack(config: dict[str, Any], *, timeout_s: float = 1500.0) -> Iterator[Stack]:
     """A local Ray (2 CPUs, 127.0.0.1, no dashboard) serving ``config``; shut down on exit."""
     metrics_port = free_port()
     start_ray(num_cpus=2, metrics_port=metrics_port)
