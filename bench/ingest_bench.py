@@ -26,6 +26,7 @@ from ingest.files import discover, doc_id_for  # noqa: E402
 from ingest.indexer import DEFAULT_BATCH_SIZE, EMBED_BATCH_SIZE  # noqa: E402
 from ingest.loaders import load_path  # noqa: E402
 from ingest.pipeline import ingest_paths  # noqa: E402
+from ingest.targets import StoreTarget  # noqa: E402
 from retrieval.embedder import Embedder  # noqa: E402
 from retrieval.factory import open_store  # noqa: E402
 from retrieval.sparse import SparseEncoder  # noqa: E402
@@ -94,9 +95,8 @@ def main() -> None:
             raw_rates.append(raw_encode_rate(embedder, texts, EMBED_BATCH_SIZE))
             store = open_store("edge", path=str(Path(tmp) / f"store-{r}"))
             try:
-                summary = ingest_paths([corpus], store=store, embedder=embedder,
-                                       sparse=SparseEncoder(), collection="bench", base=corpus,
-                                       batch_size=args.batch_size, progress=False)  # fmt: skip
+                target = StoreTarget(store, embedder, SparseEncoder(), batch_size=args.batch_size)
+                summary = ingest_paths([corpus], target, collection="bench", base=corpus)
             finally:
                 store.close()
             assert summary.chunks == len(texts) and not summary.failed, summary.line()

@@ -22,6 +22,7 @@ from gateway.documents.service import DocumentService
 from gateway.embeddings import routes as embedding_routes
 from gateway.embeddings.service import EmbeddingService, embedding_model_name
 from gateway.errors import install_error_handlers, publish_openai_errors
+from gateway.exposure import check_exposure
 from gateway.lifecycle import Lifecycle
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics
@@ -36,6 +37,7 @@ from gateway.search import routes as search_routes
 from gateway.settings import Settings, get_settings
 from gateway.store_access import advertise, withdraw
 from gateway.tracing import configure_tracing, shutdown_tracing
+from ingest.targets import StoreTarget
 from llm.router import Router
 from llm.types import Engine
 from llm.vllm_client import VLLMClient
@@ -118,6 +120,7 @@ def create_app(
     retrieval: RetrievalStack | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
+    check_exposure(settings)  # no keys on a non-loopback address: refuse to start
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -140,7 +143,13 @@ def create_app(
         )
         stack = app.state.retrieval
         app.state.documents = (
-            DocumentService(stack.store, stack.embedder, stack.sparse, settings.max_upload_bytes)
+            DocumentService(
+                # The composition root wires ingest in; gateway modules know only the seam.
+                StoreTarget(stack.store, stack.embedder, stack.sparse,
+                            max_bytes=settings.max_upload_bytes),
+                stack.store,
+                settings.max_upload_bytes,
+            )  # fmt: skip
             if stack.store is not None
             else None
         )

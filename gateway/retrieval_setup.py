@@ -1,4 +1,8 @@
-"""Open the retrieval stack (embedder, micro-batcher, sparse encoder, store) once per process."""
+"""Open the retrieval stack (embedder, micro-batcher, sparse encoder, store) once per process.
+
+The gateway opens it at start-up; ``ragserve search`` builds the same stack around the
+store it opened itself.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from dataclasses import dataclass
 import anyio
 
 from gateway.settings import Settings
+from gateway.store_access import GATEWAY_FILE
 from retrieval.batching import QueryBatcher
 from retrieval.embedder import Embedder
 from retrieval.factory import open_store
@@ -35,7 +40,22 @@ class RetrievalStack:
             await anyio.to_thread.run_sync(self.store.close)
 
 
+def store_exists(settings: Settings) -> bool:
+    """Whether the embedded store's folder holds a store (the address file alone is none)."""
+    path = settings.qdrant_path
+    return path.is_dir() and any(p.name != GATEWAY_FILE for p in path.iterdir())
+
+
+def describe_store(settings: Settings) -> str:
+    """How messages name the store: its folder, or the Qdrant server's URL."""
+    if settings.store_backend == "server":
+        return f"the Qdrant server at {settings.qdrant_url}"
+    return f"the store at {settings.qdrant_path}"
+
+
 def _open_store(settings: Settings) -> VectorStore:
+    if settings.store_backend != "server" and not store_exists(settings):
+        log.warning("no store at %s yet: creating an empty one", settings.qdrant_path)
     return open_store(
         settings.store_backend,
         path=str(settings.qdrant_path),
@@ -45,8 +65,12 @@ def _open_store(settings: Settings) -> VectorStore:
 
 
 async def open_retrieval(
-    settings: Settings, on_batch: Callable[[int], None] | None = None
+    settings: Settings,
+    on_batch: Callable[[int], None] | None = None,
+    *,
+    store: VectorStore | None = None,
 ) -> RetrievalStack:
+    """The stack for ``settings``; around ``store`` when the caller opened one already."""
     embedder = await anyio.to_thread.run_sync(Embedder.load, settings.embedding_model)
     sparse = SparseEncoder()
     batcher = QueryBatcher(
@@ -55,11 +79,11 @@ async def open_retrieval(
         max_batch=settings.embed_max_batch,
         on_batch=on_batch,
     )
-    try:
-        store: VectorStore | None = await anyio.to_thread.run_sync(_open_store, settings)
-    except Exception as exc:  # noqa: BLE001 - serve chats without RAG rather than not at all
-        log.error("the vector store could not be opened: %s", exc)
-        return RetrievalStack(embedder, sparse, None, batcher, None, error=str(exc))
-    assert store is not None
+    if store is None:
+        try:
+            store = await anyio.to_thread.run_sync(_open_store, settings)
+        except Exception as exc:  # noqa: BLE001 - serve chats without RAG rather than not at all
+            log.error("%s could not be opened: %s", describe_store(settings), exc)
+            return RetrievalStack(embedder, sparse, None, batcher, None, error=str(exc))
     retriever = Retriever(batcher, sparse, store)
     return RetrievalStack(embedder, sparse, store, batcher, retriever)

@@ -6,6 +6,7 @@ CLI) read this object.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -26,21 +27,40 @@ class ModelAlias(BaseModel):
     min_score: float | None = None
 
 
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/ragserve`` (``~/.local/share/ragserve``): one place per user.
+
+    Not the working folder (the CLI must find the store from anywhere) and not the code's
+    folder (an installed package's is read-only, and a container's is not the user's).
+    """
+    xdg = os.environ.get("XDG_DATA_HOME", "").strip()
+    root = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return root / "ragserve"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAGSERVE_", env_file=".env", extra="ignore", env_nested_delimiter="__"
     )
 
+    # --- Where ragserve keeps its files (the store, the prepared model, logs); absolute, so
+    # `make serve` and every CLI command agree from any working folder.
+    data_dir: Path = Field(default_factory=default_data_dir)
+
     # --- HTTP
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+    # Serve a non-loopback address with no API keys anyway (refused otherwise).
+    allow_unauthenticated: bool = False
 
     # --- LLM engine
     # Comma-separated vLLM base URLs (".../v1" optional). Empty: ragserve starts a local engine.
     engine_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     engine_api_key: str | None = None
-    engine_model_dir: Path = Path("data/models/SmolLM2-135M-Instruct")
+    engine_model_dir: Path = Field(
+        default_factory=lambda data: data["data_dir"] / "models" / "SmolLM2-135M-Instruct"
+    )
     served_model_name: str = "smollm2-135m-instruct"
     engine_host: str = "127.0.0.1"
     engine_port: int = 8100
@@ -58,7 +78,7 @@ class Settings(BaseSettings):
 
     # --- Retrieval
     store_backend: Literal["edge", "local", "server"] = "edge"
-    qdrant_path: Path = Path("data/qdrant")
+    qdrant_path: Path = Field(default_factory=lambda data: data["data_dir"] / "qdrant")
     qdrant_url: str | None = None  # set: the Qdrant server backend
     qdrant_api_key: str | None = None
     embedding_model: str | None = None  # None: the bundled all-MiniLM-L6-v2
@@ -107,6 +127,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("data_dir", "qdrant_path", "engine_model_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # A relative value is the caller's folder's, resolved once here: every later use,
+        # and every message naming the path, is the same wherever the process goes.
+        return Path(os.path.abspath(value.expanduser()))
 
     @model_validator(mode="after")
     def _server_when_url(self) -> Settings:

@@ -1,5 +1,5 @@
-"""Ingest: loaders, chunking, and the pipeline that fills the vector store.
+"""Ingest: loaders, chunking, and the run that fills the vector store.
 
-Entry points live in ``ingest.pipeline`` (``ingest_paths``, ``ingest_file``,
-``ingest_documents``, ``list_documents``, ``delete_document``).
+``ingest.pipeline.ingest_paths`` runs an ingest into a target (``ingest.targets``): the
+store opened in this process, or a running gateway.
 """

@@ -1,9 +1,10 @@
 """Which files an ingest reads, what each document is called, and how tags are given.
 
-A file's ``doc_id`` is its path relative to a base folder (the working folder unless told
-otherwise), normalised to forward slashes; outside the base, its absolute path. The id is
-what makes re-ingesting idempotent, so it must not depend on how the path was spelled:
-``./docs/a.md``, ``docs//a.md`` and ``/abs/docs/a.md`` are one document.
+A file's ``doc_id`` is its absolute path, or its path relative to a base folder when one is
+given (a corpus that moves between machines), normalised to forward slashes. The id is what
+makes re-ingesting idempotent, so it depends neither on how the path was spelled nor on the
+folder the command ran in: ``./docs/a.md``, ``docs//a.md`` and ``/abs/docs/a.md`` are one
+document, from anywhere.
 """
 
 from __future__ import annotations
@@ -19,18 +20,19 @@ SkipCallback = Callable[[Path, str], None]
 
 
 def doc_id_for(path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None) -> str:
-    """The stable id of the file at ``path``: relative to ``base`` (default: cwd), posix."""
+    """The stable id of the file at ``path``: absolute, or relative to ``base`` inside it."""
     resolved = Path(os.path.abspath(path))
-    root = Path(os.path.abspath(base if base is not None else os.getcwd()))
+    if base is None:
+        return resolved.as_posix()
     try:
-        return resolved.relative_to(root).as_posix()
+        return resolved.relative_to(os.path.abspath(base)).as_posix()
     except ValueError:
         return resolved.as_posix()
 
 
-def display_path(path: Path) -> str:
-    """How a file is named in sources: relative to the working folder when inside it."""
-    return doc_id_for(path)
+def file_of(doc_id: str, base: str | os.PathLike[str] | None = None) -> Path:
+    """Where the file a ``doc_id_for`` id names lives (the inverse of ``doc_id_for``)."""
+    return Path(os.path.abspath(base if base is not None else "/")) / doc_id
 
 
 def discover(

@@ -13,43 +13,17 @@ tiny batches); a document's clean-up runs once its last chunk is written.
 from __future__ import annotations
 
 import hashlib
-import os
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 from ingest.chunker import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP, Chunk, Chunker
-from ingest.files import SkipCallback, discover, display_path, doc_id_for, parse_tags, under
-from ingest.loaders import (
-    DEFAULT_MAX_BYTES,
-    SUPPORTED_SUFFIXES,
-    Document,
-    LoadError,
-    UnsupportedType,
-    load_bytes,
-    load_path,
-)
-from ingest.report import IngestSummary, Progress, ProgressCallback, Status
+from ingest.loaders import DEFAULT_MAX_BYTES, Document, LoadError, load_bytes
+from ingest.report import Status
 from retrieval.types import PointRecord, SparseVector, VectorStore
-
-__all__ = [
-    "SUPPORTED_SUFFIXES",
-    "DocumentEmbedder",
-    "Indexer",
-    "IngestSummary",
-    "LoadError",
-    "SparseDocuments",
-    "UnsupportedType",
-    "discover",
-    "display_path",
-    "parse_tags",
-    "point_id",
-]
 
 _POINT_NAMESPACE = uuid.UUID("0b6f3f2e-5d0c-4a57-9a53-3c6f1d0f9a11")
 # Chunks per embed+upsert round. Large enough that the model's length-sorting keeps padding
@@ -124,8 +98,6 @@ class Indexer:
         self.store.ensure_collection(collection, embedder.dimension)
         self._hashes: dict[str, str] | None = None
         self._pending: list[tuple[_Job, Chunk]] = []
-        self.written = 0  # chunks embedded and stored by this indexer (progress)
-        self.on_batch: Callable[[int], None] | None = None
 
     @property
     def _stored(self) -> dict[str, str]:
@@ -175,13 +147,6 @@ class Indexer:
         while self._pending:
             self._write_batch()
 
-    def index(self, document: Document, tags: dict[str, str] | None = None) -> tuple[Status, int]:
-        """Store ``document`` now; returns what happened and its chunk count."""
-        result: list[tuple[Status, int]] = []
-        self.submit(document, tags, done=lambda d, status, n: result.append((status, n)))
-        self.flush()
-        return result[0]
-
     def ingest_bytes(
         self,
         data: bytes,
@@ -190,13 +155,18 @@ class Indexer:
         doc_id: str,
         source: str | None = None,
         tags: dict[str, str] | None = None,
+        origin: str = "upload",
     ) -> tuple[Status, int, list[str]]:
-        """Load and store uploaded bytes; raises ``LoadError`` (``UnsupportedType``)."""
+        """Load and store uploaded bytes; raises ``LoadError`` (``UnsupportedType``).
+
+        ``origin``: "file" for a file sent by ``ragserve ingest`` (a later ``--prune`` may
+        delete it once the file is gone), "upload" otherwise (never pruned).
+        """
         if len(data) > self.max_bytes:
             raise LoadError(f"too large: {len(data)} bytes is over the {self.max_bytes} limit")
         document = load_bytes(data, filename, doc_id=doc_id, source=source or filename)
         result: list[tuple[Status, int]] = []
-        self.submit(document, tags, origin="upload",
+        self.submit(document, tags, origin=origin,
                     done=lambda d, status, n: result.append((status, n)))  # fmt: skip
         self.flush()
         status, chunks = result[0]
@@ -209,140 +179,6 @@ class Indexer:
             self.store.delete(self.collection, {"doc_id": doc_id})
         self._stored.pop(doc_id, None)
         return chunks
-
-    # -- many -----------------------------------------------------------------------------
-
-    def ingest_documents(
-        self,
-        documents: Iterable[Document],
-        tags: dict[str, str] | None = None,
-        *,
-        origin: str = "file",
-        summary: IngestSummary | None = None,
-        on_done: DoneCallback | None = None,
-    ) -> IngestSummary:
-        """Store loaded documents, batching chunks across them."""
-        summary = summary if summary is not None else IngestSummary()
-        seen: set[str] = set()
-
-        def done(document: Document, status: Status, chunks: int) -> None:
-            summary.count(status)
-            if status in ("added", "updated"):
-                summary.chunks += chunks
-            if status == "empty":
-                summary.warn(document.source, "empty: no text to index")
-            if on_done:
-                on_done(document, status, chunks)
-
-        for document in documents:
-            if document.doc_id in seen:
-                summary.skipped += 1
-                summary.warn(document.source, "given twice in one run: read once")
-                continue
-            seen.add(document.doc_id)
-            for warning in document.warnings:
-                summary.warn(document.source, warning)
-            self.submit(document, tags, origin=origin, done=done)
-        self.flush()
-        return summary
-
-    def ingest_paths(
-        self,
-        paths: Sequence[str | os.PathLike[str]],
-        *,
-        glob: str | None = None,
-        prune: bool = False,
-        tags: dict[str, str] | None = None,
-        base: str | os.PathLike[str] | None = None,
-        on_file: Callable[[Path, int], None] | None = None,
-        on_skip: SkipCallback | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> IngestSummary:
-        """Ingest files and folders; ``on_file(path, chunks)`` is called as each is done."""
-        began = time.perf_counter()
-        summary = IngestSummary()
-        skip = on_skip or (lambda path, why: summary.warn(str(path), f"skipped: {why}"))
-        files = discover(paths, glob, skip)
-        by_id: dict[str, Path] = {}
-        finished, written_before = 0, self.written
-
-        def report(path: str | None = None) -> None:
-            if on_progress:
-                on_progress(Progress(finished, len(files), self.written - written_before,
-                                     time.perf_counter() - began, path))  # fmt: skip
-
-        def done(document: Document, status: Status, chunks: int) -> None:
-            nonlocal finished
-            finished += 1
-            if on_file:
-                on_file(by_id[document.doc_id], chunks)
-            report(document.source)
-
-        def failed() -> None:
-            nonlocal finished
-            finished += 1
-            report()
-
-        self.on_batch = lambda n: report()
-        try:
-            documents = self._load_all(files, base, by_id, summary, failed)
-            self.ingest_documents(documents, tags, summary=summary, on_done=done)
-        finally:
-            self.on_batch = None
-        if prune:
-            summary.deleted = self.prune(paths, set(by_id), base)
-        if summary.added or summary.updated or summary.deleted:
-            # Edge has no background optimizer: index the new segments once, after the bulk.
-            self.store.optimize(self.collection)
-        summary.elapsed_s = time.perf_counter() - began
-        report()
-        return summary
-
-    def _load_all(
-        self,
-        files: list[Path],
-        base: str | os.PathLike[str] | None,
-        by_id: dict[str, Path],
-        summary: IngestSummary,
-        failed: Callable[[], None],
-    ) -> Iterable[Document]:
-        """Documents of ``files``, lazily; load failures are recorded, not raised."""
-        for path in files:
-            doc_id = doc_id_for(path, base)
-            by_id[doc_id] = path
-            try:
-                yield load_path(path, doc_id=doc_id, source=display_path(path),
-                                max_bytes=self.max_bytes)  # fmt: skip
-            except LoadError as exc:
-                summary.fail(str(path), str(exc))
-                failed()
-            except Exception as exc:  # noqa: BLE001 - one bad file must not end the run
-                summary.fail(str(path), f"unexpected {type(exc).__name__}: {exc}")
-                failed()
-
-    def prune(
-        self,
-        roots: Sequence[str | os.PathLike[str]],
-        present: set[str],
-        base: str | os.PathLike[str] | None = None,
-    ) -> int:
-        """Delete documents under ``roots`` whose files are gone; returns how many.
-
-        Only documents ingested from files are candidates: an upload that happens to share a
-        name is never pruned, nor a file that exists but was filtered out or failed to load.
-        """
-        prefixes = [doc_id_for(r, base) for r in roots]
-        folder = Path(os.path.abspath(base if base is not None else os.getcwd()))
-        gone = 0
-        for doc_id in sorted(self._stored):
-            if doc_id in present or not any(under(doc_id, p) for p in prefixes):
-                continue
-            if (folder / doc_id).exists():
-                continue
-            if self.store.count(self.collection, {"doc_id": doc_id, "origin": "file"}):
-                self.delete_document(doc_id)
-                gone += 1
-        return gone
 
     # -- internals -------------------------------------------------------------------------
 
@@ -377,8 +213,6 @@ class Indexer:
             job.written += n
             if job.written == len(job.chunks):
                 self._finish(job)
-        if self.on_batch:
-            self.on_batch(len(batch))
 
     def _write(self, batch: Sequence[tuple[_Job, Chunk]]) -> None:
         texts = [chunk.text for _, chunk in batch]
@@ -405,7 +239,6 @@ class Indexer:
             for (job, chunk), vector in zip(batch, dense, strict=True)
         ]
         self.store.upsert(self.collection, points)
-        self.written += len(points)
 
     def _finish(self, job: _Job) -> None:
         document, n = job.document, len(job.chunks)

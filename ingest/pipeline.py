@@ -1,155 +1,119 @@
-"""The ingest entry points: plain functions over a store, an embedder and a collection.
+"""The ingest run: files and folders → documents in a collection, through any target.
 
-``ingest_paths`` is what the CLI calls; ``ingest_file`` serves an HTTP upload (bytes and a
-file name through the same loaders and indexer); ``list_documents`` and ``delete_document``
-manage what is stored. All of them are synchronous: async callers run them in a thread.
+One implementation whether the target is the store opened in this process or a running
+gateway (``ingest.targets``): which files, what each document is called, what is counted,
+which stored documents a prune deletes. Synchronous: async callers run it in a thread.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
-from ingest.chunker import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP
-from ingest.files import SkipCallback, parse_tags
-from ingest.indexer import DEFAULT_BATCH_SIZE, DocumentEmbedder, Indexer, SparseDocuments
-from ingest.loaders import DEFAULT_MAX_BYTES, Document
-from ingest.report import IngestSummary, ProgressCallback, RichProgress, Status
-from retrieval.types import VectorStore
+from ingest.files import SkipCallback, discover, doc_id_for, file_of, parse_tags, under
+from ingest.report import IngestSummary, Progress, ProgressCallback, RichProgress
+from ingest.targets import FileOutcome, IngestTarget, SourceFile
 
 Tags = Iterable[str] | Mapping[str, object] | None
 
 
-@dataclass
-class FileResult:
-    """What happened to one uploaded file."""
-
-    doc_id: str
-    status: Status
-    chunks: int
-    warnings: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class DocumentInfo:
-    doc_id: str
-    doc_hash: str
-    chunks: int
-
-
 def ingest_paths(
     paths: Sequence[str | os.PathLike[str]],
+    target: IngestTarget,
     *,
-    store: VectorStore,
-    embedder: DocumentEmbedder,
-    sparse: SparseDocuments,
     collection: str,
     glob: str | None = None,
     prune: bool = False,
     tags: Tags = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    overlap: int = DEFAULT_OVERLAP,
-    max_bytes: int = DEFAULT_MAX_BYTES,
     base: str | os.PathLike[str] | None = None,
-    progress: bool | ProgressCallback = True,
+    progress: bool | ProgressCallback = False,
     on_skip: SkipCallback | None = None,
 ) -> IngestSummary:
     """Ingest files and folders into ``collection``; never raises for a bad file.
 
-    ``tags``: ``["k=v", ...]`` or a mapping. ``base``: doc ids are paths relative to it
-    (default: the working folder). ``progress``: a rich bar on a terminal (True), nothing
-    (False), or a callable receiving ``report.Progress`` events. ``prune`` deletes stored
-    documents under ``paths`` whose files no longer exist. Store failures do raise
-    (``StoreError``): nothing else could be written either.
+    ``tags``: ``["k=v", ...]`` or a mapping. ``base``: document ids are paths relative to
+    it (default: absolute paths, the same from any working folder). ``progress``: a rich
+    bar on a terminal (True), nothing (False), or a callable receiving ``Progress`` events.
+    ``prune`` deletes stored documents under ``paths`` whose files are gone. A target that
+    cannot write at all raises (``StoreError``, or the gateway client's error).
     """
-    indexer = Indexer(store, embedder, sparse, collection, max_tokens=max_tokens,
-                      overlap=overlap, batch_size=batch_size, max_bytes=max_bytes)  # fmt: skip
-    run = lambda callback: indexer.ingest_paths(  # noqa: E731
-        paths, glob=glob, prune=prune, tags=parse_tags(tags), base=base, on_skip=on_skip,
-        on_progress=callback,
-    )  # fmt: skip
-    if callable(progress):
-        return run(progress)
-    bar = RichProgress(enabled=progress)
-    if not bar.enabled:
-        return run(None)
-    with bar:
-        return run(bar)
-
-
-def ingest_documents(
-    documents: Iterable[Document],
-    *,
-    store: VectorStore,
-    embedder: DocumentEmbedder,
-    sparse: SparseDocuments,
-    collection: str,
-    tags: Tags = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    overlap: int = DEFAULT_OVERLAP,
-) -> IngestSummary:
-    """Store already-loaded documents (e.g. from ``loaders.load_bytes``)."""
-    import time
-
     began = time.perf_counter()
-    indexer = Indexer(store, embedder, sparse, collection, max_tokens=max_tokens,
-                      overlap=overlap, batch_size=batch_size)  # fmt: skip
-    summary = indexer.ingest_documents(documents, parse_tags(tags), origin="upload")
-    if summary.added or summary.updated:
-        store.optimize(collection)
-    summary.elapsed_s = time.perf_counter() - began
+    summary = IngestSummary()
+    skip = on_skip or (lambda path, why: summary.warn(str(path), f"skipped: {why}"))
+    files = discover(paths, glob, skip)
+    tag_map = parse_tags(tags)
+    present = {doc_id_for(path, base) for path in files}
+    finished = 0
+
+    with _reporter(progress) as report:
+
+        def done(file: SourceFile, outcome: FileOutcome) -> None:
+            nonlocal finished
+            finished += 1
+            _record(summary, file, outcome)
+            report(Progress(finished, len(files), summary.chunks,
+                            time.perf_counter() - began, file.source))  # fmt: skip
+
+        for path in files:
+            doc_id = doc_id_for(path, base)
+            target.submit(collection, SourceFile(path, doc_id, doc_id, tag_map), done)
+        target.flush(collection)
+        if prune:
+            summary.deleted = _prune(target, collection, paths, present, base)
+        if summary.added or summary.updated or summary.deleted:
+            target.finish(collection)
+        summary.elapsed_s = time.perf_counter() - began
+        report(Progress(finished, len(files), summary.chunks, summary.elapsed_s))
     return summary
 
 
-def ingest_file(
-    data: bytes,
-    filename: str,
-    *,
-    store: VectorStore,
-    embedder: DocumentEmbedder,
-    sparse: SparseDocuments,
+def _record(summary: IngestSummary, file: SourceFile, outcome: FileOutcome) -> None:
+    if outcome.status == "failed":
+        summary.fail(str(file.path), outcome.error or "failed")
+        return
+    summary.count(outcome.status)
+    if outcome.status in ("added", "updated"):
+        summary.chunks += outcome.chunks
+    if outcome.status == "empty":
+        summary.warn(file.source, "empty: no text to index")
+    for warning in outcome.warnings:
+        summary.warn(file.source, warning)
+
+
+def _prune(
+    target: IngestTarget,
     collection: str,
-    doc_id: str | None = None,
-    source: str | None = None,
-    tags: Tags = None,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    overlap: int = DEFAULT_OVERLAP,
-) -> FileResult:
-    """Store one uploaded file; raises ``LoadError`` (``UnsupportedType``) if unreadable.
+    roots: Sequence[str | os.PathLike[str]],
+    present: set[str],
+    base: str | os.PathLike[str] | None,
+) -> int:
+    """Delete documents under ``roots`` whose files are gone; returns how many.
 
-    ``doc_id`` defaults to the file name: uploading it again replaces that document.
+    Only documents ingested from files are candidates: an upload that happens to share a
+    name is never pruned, nor a file that exists but was filtered out or failed to load.
     """
-    indexer = Indexer(store, embedder, sparse, collection, max_tokens=max_tokens,
-                      overlap=overlap, max_bytes=max_bytes)  # fmt: skip
-    doc_id = doc_id or filename
-    status, chunks, warnings = indexer.ingest_bytes(
-        data, filename, doc_id=doc_id, source=source, tags=parse_tags(tags)
-    )
-    if status == "empty":
-        warnings = [*warnings, "the document has no text: nothing was indexed"]
-    return FileResult(doc_id, status, chunks, warnings)
+    prefixes = [doc_id_for(root, base) for root in roots]
+    gone = 0
+    for doc_id in sorted(target.documents(collection)):
+        if doc_id in present or not any(under(doc_id, prefix) for prefix in prefixes):
+            continue
+        if file_of(doc_id, base).exists():
+            continue
+        if target.delete_file_document(collection, doc_id):
+            gone += 1
+    return gone
 
 
-def delete_document(store: VectorStore, collection: str, doc_id: str) -> int:
-    """Delete one document's chunks; returns how many there were (0: no such document)."""
-    chunks = store.count(collection, {"doc_id": doc_id})
-    if chunks:
-        store.delete(collection, {"doc_id": doc_id})
-    return chunks
-
-
-def list_documents(store: VectorStore, collection: str) -> list[DocumentInfo]:
-    """Stored documents with their hash and chunk count, sorted by id.
-
-    Built from ``document_hashes`` plus one ``count`` per document: the store contract has
-    no listing of its own (see the report: a ``list_documents`` there would be one scroll).
-    """
-    hashes = store.document_hashes(collection)
-    return [
-        DocumentInfo(doc_id, doc_hash, store.count(collection, {"doc_id": doc_id}))
-        for doc_id, doc_hash in sorted(hashes.items())
-    ]
+@contextmanager
+def _reporter(progress: bool | ProgressCallback) -> Iterator[Callable[[Progress], None]]:
+    if callable(progress):
+        yield progress
+        return
+    bar = RichProgress(enabled=progress)
+    if not bar.enabled:
+        yield lambda event: None
+        return
+    with bar:
+        yield bar

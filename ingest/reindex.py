@@ -9,38 +9,20 @@ that silently lost documents would be worse than a stale one.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 from ingest.report import IngestSummary
-from retrieval.types import VectorStore
 
 
 class ReindexTarget(Protocol):
-    """Where a re-index runs: a store opened here, or a gateway that holds one."""
+    """Where a re-index runs: a store opened here (``ingest.targets.StoreTarget``), or a
+    gateway that holds one (the CLI's gateway client)."""
 
     def create_versioned(self, alias: str) -> str: ...
 
     def switch_alias(self, alias: str, collection: str) -> None: ...
 
     def delete_collection(self, name: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class StoreTarget:
-    """A store opened in this process, creating collections for an embedder's vectors."""
-
-    store: VectorStore
-    dense_size: int
-
-    def create_versioned(self, alias: str) -> str:
-        return self.store.create_versioned(alias, self.dense_size)
-
-    def switch_alias(self, alias: str, collection: str) -> None:
-        self.store.switch_alias(alias, collection)
-
-    def delete_collection(self, name: str) -> None:
-        self.store.delete_collection(name)
 
 
 class ReindexAborted(Exception):

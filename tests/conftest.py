@@ -55,14 +55,17 @@ SAMPLES = REPO / "ingest" / "samples"
 
 def seed_store(path: Path) -> Path:
     """An embedded store at ``path`` holding the sample corpus in the collection 'docs'."""
-    from ingest.indexer import Indexer
+    from ingest.pipeline import ingest_paths
+    from ingest.targets import StoreTarget
     from retrieval.embedder import Embedder
     from retrieval.factory import open_store
     from retrieval.sparse import SparseEncoder
 
     store = open_store("edge", path=str(path))
     try:
-        summary = Indexer(store, Embedder.load(), SparseEncoder(), "docs").ingest_paths([SAMPLES])
+        target = StoreTarget(store, Embedder.load(), SparseEncoder())
+        # Named from the repo (ingest/samples/...), as `ragserve serve` names them.
+        summary = ingest_paths([SAMPLES], target, collection="docs", base=REPO)
         assert summary.added == 4 and not summary.failed
     finally:
         store.close()

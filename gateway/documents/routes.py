@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from gateway.auth import ApiKey
 from gateway.deps import api_key
 from gateway.documents.protocol import DeleteResult, DocumentList, UploadResult
-from gateway.documents.service import DocumentService, parse_form_tags
+from gateway.documents.service import DocumentService, Origin, parse_form_tags
 from gateway.errors import ERROR_RESPONSES, store_unavailable
 
 router = APIRouter(responses=ERROR_RESPONSES)
@@ -31,6 +31,9 @@ async def upload_document(
     doc_id: Annotated[str | None, Form(min_length=1, max_length=1024)] = None,
     tags: Annotated[str | None, Form(description='JSON object, e.g. {"team": "ops"}')] = None,
     source: Annotated[str | None, Form(max_length=1024)] = None,
+    origin: Annotated[
+        Origin, Form(description="file: sent by `ragserve ingest`, which may prune it later")
+    ] = "upload",
 ) -> UploadResult:
     data = await file.read()
     return await _service(request).upload(
@@ -42,6 +45,7 @@ async def upload_document(
         tags=parse_form_tags(tags),
         key=key,
         reserved_tags=request.app.state.keys.tenant_tag_names,
+        origin=origin,
     )
 
 
@@ -61,6 +65,7 @@ async def delete_document(
     key: Annotated[ApiKey | None, Depends(api_key)],
     doc_id: Annotated[str, Query(min_length=1)],
     collection: Annotated[str | None, Query(min_length=1)] = None,
+    origin: Annotated[Origin | None, Query(description="only if it came from there")] = None,
 ) -> DeleteResult:
     target = collection or request.app.state.settings.collection
-    return await _service(request).delete(target, doc_id, key)
+    return await _service(request).delete(target, doc_id, key, origin)

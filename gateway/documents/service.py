@@ -1,9 +1,16 @@
-"""Documents in a collection: upload through the ingest pipeline, list, delete."""
+"""Documents in a collection: upload through the ingest implementation, list, delete.
+
+The gateway does not import ``ingest``: the app's composition root hands this service a
+``DocumentWriter`` (ingest's ``StoreTarget``, the same code ``ragserve ingest`` runs when it
+opens the store itself).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import PurePosixPath, PureWindowsPath
+from typing import Literal, Protocol
 
 import anyio
 
@@ -16,11 +23,47 @@ from gateway.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from ingest.indexer import Indexer, parse_tags
-from ingest.loaders import SUPPORTED_SUFFIXES, LoadError, UnsupportedType
-from retrieval.embedder import Embedder
-from retrieval.sparse import SparseEncoder
 from retrieval.types import VectorStore
+
+Origin = Literal["file", "upload"]
+_STORED: dict[str, Literal["added", "updated"]] = {"added": "added", "updated": "updated"}
+
+
+class WriteOutcome(Protocol):
+    """What happened to one upload (``ingest.targets.FileOutcome``)."""
+
+    @property
+    def status(self) -> str: ...  # added, updated, unchanged, empty or failed
+
+    @property
+    def chunks(self) -> int: ...
+
+    @property
+    def warnings(self) -> list[str]: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+
+class DocumentWriter(Protocol):
+    """Loads, chunks, embeds and stores one uploaded file (``ingest.targets.StoreTarget``)."""
+
+    @property
+    def supported_suffixes(self) -> tuple[str, ...]: ...
+
+    def upload(
+        self,
+        collection: str,
+        data: bytes,
+        filename: str,
+        *,
+        doc_id: str,
+        source: str | None,
+        tags: dict[str, str],
+        origin: str = "upload",
+    ) -> WriteOutcome:
+        """Raises ``ValueError`` for a collection name the store refuses."""
+        ...
 
 
 def safe_filename(name: str) -> str:
@@ -31,16 +74,24 @@ def safe_filename(name: str) -> str:
     return base
 
 
+def _pairs(parts: Iterable[str]) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise InvalidRequest(f"a tag is key=value, got {part!r}", param="tags")
+        tags[key.strip()] = value.strip()
+    return tags
+
+
 def parse_form_tags(raw: str | None) -> dict[str, str]:
+    """A JSON object, or ``team=ops,lang=en``."""
     if not raw:
         return {}
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:
-        try:
-            return parse_tags(part for part in raw.split(",") if part.strip())
-        except ValueError as exc:
-            raise InvalidRequest(str(exc), param="tags") from exc
+        return _pairs(part for part in raw.split(",") if part.strip())
     if not isinstance(value, dict):
         raise InvalidRequest('tags: a JSON object like {"team": "ops"}', param="tags")
     return {str(k): str(v) for k, v in value.items()}
@@ -60,12 +111,9 @@ class DocumentService:
     filter, and its uploads are tagged to stay inside it.
     """
 
-    def __init__(
-        self, store: VectorStore, embedder: Embedder, sparse: SparseEncoder, max_bytes: int
-    ) -> None:
+    def __init__(self, writer: DocumentWriter, store: VectorStore, max_bytes: int) -> None:
+        self._writer = writer
         self._store = store
-        self._embedder = embedder
-        self._sparse = sparse
         self._max_bytes = max_bytes
         self._write_lock = anyio.Lock()
 
@@ -80,13 +128,19 @@ class DocumentService:
         tags: dict[str, str],
         key: ApiKey | None,
         reserved_tags: frozenset[str] = frozenset(),
+        origin: Origin = "upload",
     ) -> UploadResult:
-        """``reserved_tags``: the tag names API keys' filters use (see ``stamp_upload_tags``)."""
+        """``reserved_tags``: the tag names API keys' filters use (see ``stamp_upload_tags``).
+
+        ``origin``: "file" when ``ragserve ingest`` sends a file (its ``--prune`` may delete
+        the document once the file is gone); "upload" documents are never pruned.
+        """
         scope = restrict(key, collection, None, param="collection")
         name = safe_filename(filename)
-        if not name.lower().endswith(SUPPORTED_SUFFIXES):
+        suffixes = self._writer.supported_suffixes
+        if not name.lower().endswith(suffixes):
             raise UnsupportedMediaType(
-                f"'{name}': supported types are {', '.join(SUPPORTED_SUFFIXES)}",
+                f"'{name}': supported types are {', '.join(suffixes)}",
                 param="file",
                 code="unsupported_file_type",
             )
@@ -106,29 +160,22 @@ class DocumentService:
                         code="document_id_taken",
                     )
             try:
-                indexer = Indexer(self._store, self._embedder, self._sparse, collection)
+                outcome = self._writer.upload(collection, data, name, doc_id=doc_id,
+                                              source=source, tags=tags, origin=origin)  # fmt: skip
             except ValueError as exc:  # a name the store refuses
                 raise InvalidRequest(str(exc), param="collection", code="invalid_value") from exc
-            status, chunks, warnings = indexer.ingest_bytes(
-                data, name, doc_id=doc_id, source=source, tags=tags
-            )
-            if status == "empty":
-                warnings = [*warnings, "the document has no text: nothing was indexed"]
+            if outcome.status == "failed":
+                raise InvalidRequest(f"'{name}' could not be read: {outcome.error}", param="file")
             return UploadResult(
                 id=doc_id,
                 collection=collection,
-                status="unchanged" if status == "empty" else status,
-                chunks=chunks,
-                warnings=warnings,
+                status=_STORED.get(outcome.status, "unchanged"),  # "empty": nothing stored
+                chunks=outcome.chunks,
+                warnings=outcome.warnings,
             )
 
-        try:
-            async with self._write_lock:
-                return await anyio.to_thread.run_sync(run)
-        except UnsupportedType as exc:
-            raise UnsupportedMediaType(str(exc), param="file") from exc
-        except LoadError as exc:
-            raise InvalidRequest(f"'{name}' could not be read: {exc}", param="file") from exc
+        async with self._write_lock:
+            return await anyio.to_thread.run_sync(run)
 
     async def list(self, collection: str, key: ApiKey | None) -> list[DocumentInfo]:
         scope = restrict(key, collection, None, param="collection") or {}
@@ -149,10 +196,14 @@ class DocumentService:
 
         return await anyio.to_thread.run_sync(run)
 
-    async def delete(self, collection: str, doc_id: str, key: ApiKey | None) -> DeleteResult:
+    async def delete(
+        self, collection: str, doc_id: str, key: ApiKey | None, origin: Origin | None = None
+    ) -> DeleteResult:
+        """``origin``: delete the document only if it came from there (a prune sends "file")."""
         # Another tenant's document is "not found", exactly like one that does not exist.
         scope = restrict(key, collection, None, param="collection") or {}
-        target = {"doc_id": doc_id, **scope}  # the key's conditions win, as in searches
+        only = {"origin": origin} if origin else {}
+        target = {"doc_id": doc_id, **only, **scope}  # the key's conditions win, as in searches
 
         def run() -> int:
             if not self._store.collection_exists(collection):

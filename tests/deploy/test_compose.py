@@ -10,15 +10,20 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import TypeAdapter
 
+from gateway.auth import ApiKey, digest
+from gateway.exposure import UnsafeBind, check_bind
 from tests.support.processes import REPO
 
 COMPOSE_FILE = REPO / "docker-compose.yml"
+KEY_SHA256 = digest("compose-test-key")
 
 
 def compose_binary() -> Path:
@@ -27,13 +32,19 @@ def compose_binary() -> Path:
     return Path(spec.origin).parent / "docker-compose"
 
 
-def resolve(path: Path, *profiles: str) -> subprocess.CompletedProcess[str]:
+def resolve(
+    path: Path, *profiles: str, key_sha256: str | None = KEY_SHA256
+) -> subprocess.CompletedProcess[str]:
     args = [str(compose_binary()), "-f", str(path)]
     for profile in profiles:
         args += ["--profile", profile]
+    env = {k: v for k, v in os.environ.items() if k != "RAGSERVE_API_KEY_SHA256"}
+    if key_sha256 is not None:
+        env["RAGSERVE_API_KEY_SHA256"] = key_sha256
     return subprocess.run(
-        [*args, "config", "--format", "json"], capture_output=True, text=True, timeout=60
-    )
+        [*args, "config", "--format", "json"], capture_output=True, text=True, timeout=60,
+        env=env, cwd=path.parent,
+    )  # fmt: skip
 
 
 @functools.cache  # one resolve per profile set: the binary takes seconds on a busy machine
@@ -97,3 +108,27 @@ def test_the_dockerfile_is_slim_non_root_and_health_checked() -> None:
     assert "HEALTHCHECK" in final_stage and "/healthz" in final_stage
     compose_prometheus = (REPO / "deploy" / "prometheus.yml").read_text()
     assert "gateway:8000" in compose_prometheus
+
+
+def test_compose_refuses_to_start_without_an_api_key() -> None:
+    result = resolve(COMPOSE_FILE, key_sha256=None)
+    assert result.returncode != 0
+    assert "RAGSERVE_API_KEY_SHA256" in result.stderr and "ragserve keys hash" in result.stderr
+
+
+def test_the_compose_gateway_has_the_key_it_needs_on_0_0_0_0() -> None:
+    gateway = services()["gateway"]["environment"]
+    keys = TypeAdapter(list[ApiKey]).validate_json(gateway["RAGSERVE_API_KEYS"])
+    assert [key.sha256 for key in keys] == [KEY_SHA256]
+    assert "RAGSERVE_ALLOW_UNAUTHENTICATED" not in gateway
+    check_bind("0.0.0.0", keys=len(keys), allow_unauthenticated=False)  # starts
+
+
+def test_the_image_binds_every_address_so_it_needs_a_key_or_the_opt_in() -> None:
+    final_stage = (REPO / "Dockerfile").read_text().rsplit("FROM ", 1)[1]
+    assert "RAGSERVE_HOST=0.0.0.0" in final_stage
+    settings = [line for line in final_stage.splitlines() if not line.startswith("#")]
+    assert not any("RAGSERVE_ALLOW_UNAUTHENTICATED" in line for line in settings)
+    with pytest.raises(UnsafeBind):
+        check_bind("0.0.0.0", keys=0, allow_unauthenticated=False)
+    assert "COPY cli cli" in (REPO / "Dockerfile").read_text(), "the ragserve command's package"

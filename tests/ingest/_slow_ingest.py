@@ -1,7 +1,7 @@
 """Run by ``test_durability`` in a subprocess: a deliberately slow ingest that reports progress.
 
 ``python -m tests.ingest._slow_ingest STORE CORPUS MAX_TOKENS`` prints the number of chunks
-written after every batch (two chunks per batch, a pause per batch), then ``done``.
+written after every file (two chunks per batch, a pause per batch), then ``done``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from ingest.pipeline import ingest_paths  # noqa: E402
 from ingest.report import Progress  # noqa: E402
+from ingest.targets import StoreTarget  # noqa: E402
 from retrieval.embedder import Embedder  # noqa: E402
 from retrieval.factory import open_store  # noqa: E402
 from retrieval.sparse import SparseEncoder  # noqa: E402
@@ -40,9 +41,9 @@ def main(store_path: str, corpus: str, max_tokens: int) -> None:
     def report(event: Progress) -> None:
         print(event.chunks, flush=True)
 
-    summary = ingest_paths([corpus], store=store, embedder=embedder, sparse=SparseEncoder(),
-                           collection="docs", base=corpus, batch_size=BATCH,
-                           max_tokens=max_tokens, progress=report)  # fmt: skip
+    target = StoreTarget(store, embedder, SparseEncoder(), batch_size=BATCH,
+                         max_tokens=max_tokens)  # fmt: skip
+    summary = ingest_paths([corpus], target, collection="docs", base=corpus, progress=report)
     store.close()
     print("done", summary.line(), flush=True)
 

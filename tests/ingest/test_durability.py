@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import ingest_paths
+from ingest.targets import StoreTarget
 from retrieval.embedder import Embedder
 from retrieval.factory import open_store
 from retrieval.sparse import SparseEncoder
@@ -41,9 +42,8 @@ def write_corpus(root: Path, version: int) -> None:
 
 
 def ingest(store: VectorStore, corpus: Path, embedder: Embedder) -> None:
-    summary = ingest_paths([corpus], store=store, embedder=embedder, sparse=SparseEncoder(),
-                           collection="docs", base=corpus, max_tokens=MAX_TOKENS,
-                           progress=False)  # fmt: skip
+    target = StoreTarget(store, embedder, SparseEncoder(), max_tokens=MAX_TOKENS)
+    summary = ingest_paths([corpus], target, collection="docs", base=corpus)
     assert summary.failed == 0
 
 
@@ -134,9 +134,9 @@ def test_an_update_interrupted_part_way_reruns_to_the_exact_state(
         ingest(reference, corpus, embedder)
         crashing = CrashingEmbedder(embedder, crash_at=4)
         with pytest.raises(KeyboardInterrupt):
-            ingest_paths([corpus], store=store, embedder=crashing, sparse=SparseEncoder(),
-                         collection="docs", base=corpus, max_tokens=MAX_TOKENS, batch_size=2,
-                         progress=False)  # fmt: skip
+            target = StoreTarget(store, crashing, SparseEncoder(), max_tokens=MAX_TOKENS,
+                                 batch_size=2)  # fmt: skip
+            ingest_paths([corpus], target, collection="docs", base=corpus)
         assert store.document_hashes("docs") != reference.document_hashes("docs")
         ingest(store, corpus, embedder)
         assert_exact(store, reference)

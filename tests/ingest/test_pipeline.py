@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ingest.indexer import point_id
-from ingest.loaders import LoadError
-from ingest.pipeline import delete_document, ingest_file, ingest_paths, list_documents
+from ingest.pipeline import ingest_paths
 from ingest.report import IngestSummary, Progress
+from ingest.targets import FileOutcome, StoreTarget
 from retrieval.embedder import Embedder
 from retrieval.sparse import SparseEncoder
 from retrieval.types import SearchMode, VectorStore
@@ -39,14 +40,20 @@ def run(
     embedder: Embedder,
     sparse: SparseEncoder,
     paths: list[Path],
-    base: Path,
-    **kwargs: object,
+    base: Path | None,
+    *,
+    max_tokens: int = 32,
+    batch_size: int = 256,
+    **kwargs: Any,
 ) -> IngestSummary:
-    options: dict[str, object] = {"progress": False, "max_tokens": 32, **kwargs}
-    return ingest_paths(
-        paths, store=store, embedder=embedder, sparse=sparse, collection="docs",
-        base=base, **options,  # type: ignore[arg-type]
-    )  # fmt: skip
+    target = StoreTarget(store, embedder, sparse, max_tokens=max_tokens, batch_size=batch_size)
+    return ingest_paths(paths, target, collection="docs", base=base, **kwargs)
+
+
+def upload(store: VectorStore, embedder: Embedder, sparse: SparseEncoder, data: bytes,
+           name: str) -> FileOutcome:  # fmt: skip
+    target = StoreTarget(store, embedder, sparse)
+    return target.upload("docs", data, name, doc_id=name, source=None, tags={})
 
 
 def test_ingest_then_reingest_skips_everything(
@@ -55,13 +62,29 @@ def test_ingest_then_reingest_skips_everything(
     first = run(store, embedder, sparse, [corpus], corpus, tags=["team=ops"])
     assert (first.added, first.updated, first.skipped, first.failed) == (3, 0, 0, 0)
     assert first.chunks == store.count("docs") > 3 and first.chunks_per_s > 0
-    docs = {d.doc_id: d for d in list_documents(store, "docs")}
-    assert set(docs) == {"alpha.md", "beta.txt", "sub/gamma.html"}
-    assert sum(d.chunks for d in docs.values()) == first.chunks
+    docs = set(store.document_hashes("docs"))
+    assert docs == {"alpha.md", "beta.txt", "sub/gamma.html"}
 
     again = run(store, embedder, sparse, [corpus], corpus, tags=["team=ops"])
     assert (again.added, again.updated, again.skipped, again.chunks) == (0, 0, 3, 0)
     assert store.count("docs") == first.chunks
+
+
+def test_without_a_base_documents_are_named_the_same_from_any_folder(
+    edge_store: VectorStore, embedder: Embedder, sparse: SparseEncoder, corpus: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.chdir(corpus)
+    first = run(edge_store, embedder, sparse, [Path(".")], None)
+    assert first.added == 3
+    assert set(edge_store.document_hashes("docs")) == {(corpus / name).as_posix() for name in DOCS}
+    monkeypatch.chdir(tmp_path)
+    again = run(edge_store, embedder, sparse, [corpus], None)
+    assert (again.added, again.skipped) == (0, 3)
+    (corpus / "beta.txt").unlink()
+    monkeypatch.chdir("/")
+    pruned = run(edge_store, embedder, sparse, [corpus], None, prune=True)
+    assert pruned.deleted == 1 and len(edge_store.document_hashes("docs")) == 2
 
 
 def test_payload_and_deterministic_ids(
@@ -109,8 +132,7 @@ def test_prune_deletes_documents_whose_files_are_gone_and_nothing_else(
     edge_store: VectorStore, embedder: Embedder, sparse: SparseEncoder, corpus: Path
 ) -> None:
     run(edge_store, embedder, sparse, [corpus], corpus)
-    ingest_file(b"An uploaded note.", "upload.txt", store=edge_store, embedder=embedder,
-                sparse=sparse, collection="docs")  # fmt: skip
+    upload(edge_store, embedder, sparse, b"An uploaded note.", "upload.txt")
     (corpus / "sub" / "gamma.html").unlink()
     kept = run(edge_store, embedder, sparse, [corpus], corpus)  # no --prune: kept
     assert kept.deleted == 0 and edge_store.count("docs", {"doc_id": "sub/gamma.html"}) > 0
@@ -150,20 +172,19 @@ def test_bad_files_are_failures_and_the_run_goes_on(
     assert edge_store.count("docs", {"doc_id": "empty.md"}) == 0
 
 
-def test_upload_list_and_delete(
+def test_an_upload_is_stored_once_and_a_bad_one_fails_without_raising(
     edge_store: VectorStore, embedder: Embedder, sparse: SparseEncoder
 ) -> None:
-    kwargs = dict(store=edge_store, embedder=embedder, sparse=sparse, collection="docs")
-    added = ingest_file(b"# Note\n\nThe vault code is 7781.", "note.md", **kwargs)  # type: ignore[arg-type]
-    assert added.status == "added" and added.chunks == 1 and added.doc_id == "note.md"
-    again = ingest_file(b"# Note\n\nThe vault code is 7781.", "note.md", **kwargs)  # type: ignore[arg-type]
+    added = upload(edge_store, embedder, sparse, b"# Note\n\nThe vault code is 7781.", "note.md")
+    assert added.status == "added" and added.chunks == 1
+    again = upload(edge_store, embedder, sparse, b"# Note\n\nThe vault code is 7781.", "note.md")
     assert again.status == "unchanged"
-    assert [d.doc_id for d in list_documents(edge_store, "docs")] == ["note.md"]
-    with pytest.raises(LoadError):
-        ingest_file(b"\x00\x00binary", "x.txt", **kwargs)  # type: ignore[arg-type]
-    assert delete_document(edge_store, "docs", "note.md") == 1
-    assert delete_document(edge_store, "docs", "note.md") == 0
-    assert edge_store.count("docs") == 0
+    assert set(edge_store.document_hashes("docs")) == {"note.md"}
+    assert edge_store.count("docs", {"doc_id": "note.md", "origin": "upload"}) == 1
+    broken = upload(edge_store, embedder, sparse, b"\x00\x00binary", "x.txt")
+    assert broken.status == "failed" and broken.error and "binary" in broken.error
+    empty = upload(edge_store, embedder, sparse, b"", "empty.md")
+    assert empty.status == "empty" and "no text" in " ".join(empty.warnings)
 
 
 def test_progress_events_count_files_and_chunks(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gateway.cli import app
+from cli.main import app
 from retrieval.embedder import Embedder
 from retrieval.evaluation.beir import BeirDataset, DatasetError, load_beir
 from retrieval.evaluation.metrics import (

@@ -6,16 +6,14 @@ gateway's HTTP API instead of failing on the lock. No engine is needed for this.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.processes import REPO, free_port, gateway_process
+from tests.cli.run import ragserve
+from tests.support.processes import free_port, gateway_process
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +30,6 @@ def held_store(tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path
         yield url, store
 
 
-def ragserve(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RAGSERVE_QDRANT_PATH": str(store), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-
-
 def test_ingest_search_and_collections_go_through_the_gateway(
     held_store: tuple[str, Path], tmp_path: Path
 ) -> None:
@@ -51,7 +41,7 @@ def test_ingest_search_and_collections_go_through_the_gateway(
 
     first = ragserve(store, "ingest", str(docs), "--collection", "mine", "--tag", "team=ops")
     assert first.returncode == 0, first.stderr
-    assert "going through it" in first.stderr
+    assert f"held by the gateway at {url}; going through it" in " ".join(first.stderr.split())
     assert "added 2" in first.stderr and "lock" not in first.stderr.lower()
 
     again = ragserve(store, "ingest", str(docs), "--collection", "mine")
@@ -65,11 +55,16 @@ def test_ingest_search_and_collections_go_through_the_gateway(
     listed = ragserve(store, "collections", "list")
     assert "mine\t2" in listed.stdout
 
+    # An upload under a name inside the folder is not the CLI's to prune.
+    uploaded_id = str((docs / "uploaded.txt").resolve())
+    form = {"collection": "mine", "doc_id": uploaded_id}
+    note = {"file": ("uploaded.txt", b"An uploaded note.")}
+    httpx.post(f"{url}/v1/documents", data=form, files=note).raise_for_status()
     (docs / "notes.txt").unlink()
     pruned = ragserve(store, "ingest", str(docs), "--collection", "mine", "--prune")
     assert pruned.returncode == 0 and "deleted 1" in pruned.stderr
     documents = httpx.get(f"{url}/v1/documents", params={"collection": "mine"}).json()["data"]
-    assert [d["id"] for d in documents] == [str((docs / "zephyr.md").resolve())]
+    assert sorted(d["id"] for d in documents) == [uploaded_id, str((docs / "zephyr.md").resolve())]
 
 
 def test_a_failed_file_makes_the_cli_exit_non_zero(held_store: tuple[str, Path], tmp_path: Path
@@ -86,8 +81,12 @@ def test_a_failed_file_makes_the_cli_exit_non_zero(held_store: tuple[str, Path],
 
 def test_without_a_gateway_the_cli_opens_the_store_itself(tmp_path: Path) -> None:
     store = tmp_path / "store"
+    refused = ragserve(store, "search", "anything")
+    assert refused.returncode == 1 and f"No store at {store}" in " ".join(refused.stderr.split())
+    assert not store.exists(), "a search must not leave an empty store behind"
     first = ragserve(store, "ingest", "ingest/samples")
     assert first.returncode == 0, first.stderr
+    assert f"No store at {store} yet: creating it" in " ".join(first.stderr.split())
     assert "going through" not in first.stderr and "added 4" in first.stderr
     found = ragserve(store, "search", "What does error HX-0451 mean?", "--top-k", "1")
     assert found.returncode == 0 and "HX-0451" in found.stdout

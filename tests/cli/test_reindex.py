@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.gateway.test_cli_through_gateway import ragserve
+from tests.cli.run import ragserve
 from tests.support.processes import free_port, gateway_process
 
 QUESTION = "Who designed the Zephyr-9 rotor?"
