@@ -56,6 +56,7 @@ def build_engine(settings: Settings) -> Engine:
             connect_timeout=settings.engine_connect_timeout_s,
             first_token_timeout=settings.engine_first_token_timeout_s,
             token_gap_timeout=settings.engine_token_gap_timeout_s,
+            response_timeout=settings.engine_response_timeout_s,
         )
         for url in settings.engine_urls
     ]
@@ -145,8 +146,9 @@ def create_app(
         app.state.documents = (
             DocumentService(
                 # The composition root wires ingest in; gateway modules know only the seam.
-                StoreTarget(stack.store, stack.embedder, stack.sparse,
-                            max_bytes=settings.max_upload_bytes),
+                StoreTarget(
+                    stack.store, stack.embedder, stack.sparse, max_bytes=settings.max_upload_bytes
+                ),
                 stack.store,
                 settings.max_upload_bytes,
             )  # fmt: skip

@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     engine_connect_timeout_s: float = 5.0
     engine_first_token_timeout_s: float = 120.0
     engine_token_gap_timeout_s: float = 60.0
+    # A whole (non-streamed) answer: no token shows progress, so one bound for all of it.
+    engine_response_timeout_s: float = 600.0
     engine_failure_threshold: int = 3  # consecutive failures that open a replica's breaker
     engine_cooldown_s: float = 10.0  # before a half-open trial request
     engine_health_interval_s: float = 5.0  # active /health probes of every replica (0: off)
