@@ -7,6 +7,7 @@ from typing import Any
 import qdrant_edge as qe
 
 from retrieval._filters import AnyOf, Equals, Range, parse_filter
+from retrieval.encoders import stamped_payload
 from retrieval.types import DENSE_VECTOR, SPARSE_VECTOR, PayloadFilter, PointRecord
 
 
@@ -39,4 +40,4 @@ def edge_point(point: PointRecord) -> qe.Point:
         vector[SPARSE_VECTOR] = qe.SparseVector(
             list(point.sparse.indices), list(point.sparse.values)
         )
-    return qe.Point(point.id, vector, dict(point.payload))
+    return qe.Point(point.id, vector, stamped_payload(point))

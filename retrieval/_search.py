@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 from retrieval.types import SearchMode, SparseVector
 
-# Reciprocal Rank Fusion constant: score = sum over lists of 1 / (RRF_K + rank).
+# Reciprocal Rank Fusion constant: score = sum over lists of weight / (RRF_K + rank).
 RRF_K = 60
 
 # Payload fields the ingest pipeline filters and looks up on; indexed where the backend can.
@@ -17,6 +20,40 @@ MAX_NAME_LENGTH = 200
 def prefetch_limit(top_k: int) -> int:
     """Candidates each hybrid branch contributes to the fusion (over-fetch for recall)."""
     return max(4 * top_k, 40)
+
+
+@dataclass(frozen=True, slots=True)
+class Fusion:
+    """How a hybrid search merges its dense and keyword candidates.
+
+    ``rrf``: Reciprocal Rank Fusion, each list adding ``weight / (k + rank)``; the dense list
+    weighs 1 and the keyword list ``sparse_weight`` (1: plain RRF). ``dbsf``: Qdrant's
+    distribution-based score fusion (scores normalised by their spread; no weights, no k).
+    ``candidates``: per branch; None keeps ``prefetch_limit(top_k)``.
+    """
+
+    method: Literal["rrf", "dbsf"] = "rrf"
+    k: int = RRF_K
+    sparse_weight: float = 1.0
+    candidates: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in ("rrf", "dbsf"):
+            raise ValueError(f"unknown fusion {self.method!r}: rrf or dbsf")
+        if self.k < 1 or self.sparse_weight <= 0 or (self.candidates or 1) < 1:
+            raise ValueError("need k >= 1, sparse_weight > 0 and candidates >= 1")
+
+    def limit(self, top_k: int) -> int:
+        return self.candidates or prefetch_limit(top_k)
+
+    def weights(self, dense: bool, sparse: bool) -> list[float] | None:
+        """RRF weights in prefetch order (dense first), or None when all are 1."""
+        if self.sparse_weight == 1.0 or not (dense and sparse):
+            return None
+        return [1.0, self.sparse_weight]
+
+
+DEFAULT_FUSION = Fusion()
 
 
 def check_query(

@@ -41,12 +41,13 @@ import qdrant_edge as qe
 
 from retrieval._edge_convert import edge_point, query_request, to_edge_filter
 from retrieval._search import (
+    DEFAULT_FUSION,
     KEYWORD_INDEXES,
-    RRF_K,
+    Fusion,
     check_name,
     check_query,
-    prefetch_limit,
 )
+from retrieval.encoders import WriteGuard
 from retrieval.types import (
     DENSE_VECTOR,
     SPARSE_VECTOR,
@@ -84,6 +85,7 @@ class EdgeStore:
         self._cond = threading.Condition()
         self._shards: dict[str, _Shard] = {}
         self._closed = False
+        self._encoders = WriteGuard()
         try:
             catalog = json.loads((self._root / "catalog.json").read_text())
         except FileNotFoundError:
@@ -121,6 +123,7 @@ class EdgeStore:
 
     def delete_collection(self, name: str) -> None:
         """Drop an alias and the collection behind it, or a physical collection; no-op if absent."""
+        self._encoders.forget()
         with self._cond:
             physical = self._aliases.get(name, name)
             if physical not in self._collections:
@@ -144,6 +147,7 @@ class EdgeStore:
 
         ``collection`` is optimised first (HNSW built), so the switch never slows searches.
         """
+        self._encoders.forget()
         check_name(alias)
         self.optimize(collection)
         with self._cond:
@@ -169,6 +173,7 @@ class EdgeStore:
     def upsert(self, name: str, points: Sequence[PointRecord]) -> None:
         if not points:
             return
+        self._encoders.check(self, name, points)
         edge_points = [edge_point(p) for p in points]
         with self._use(name) as shard, shard.write_lock:
             _call(shard.shard.update, qe.UpdateOperation.upsert_points(edge_points))
@@ -193,9 +198,11 @@ class EdgeStore:
         top_k: int,
         flt: PayloadFilter | None = None,
         score_threshold: float | None = None,
+        fusion: Fusion | None = None,
     ) -> list[SearchHit]:
         mode = SearchMode(mode)
         check_query(mode, dense, sparse, top_k)
+        fusion = fusion or DEFAULT_FUSION
         edge_filter = to_edge_filter(flt)
         dense_q = qe.Query.Nearest(list(dense), using=DENSE_VECTOR) if dense is not None else None
         sparse_q = None
@@ -210,7 +217,7 @@ class EdgeStore:
                 return self._check_exists(name)
             request = query_request(top_k, sparse_q, edge_filter, score_threshold)
         else:
-            limit = prefetch_limit(top_k)
+            limit = fusion.limit(top_k)
             prefetches = []
             if dense_q is not None:
                 prefetches.append(qe.Prefetch(limit, dense_q, score_threshold=score_threshold))
@@ -218,9 +225,16 @@ class EdgeStore:
                 prefetches.append(qe.Prefetch(limit, sparse_q))
             if not prefetches:
                 return self._check_exists(name)
+            fused: Any = (
+                qe.Fusion.Dbsf()
+                if fusion.method == "dbsf"
+                else qe.Fusion.Rrf(
+                    k=fusion.k, weights=fusion.weights(dense_q is not None, sparse_q is not None)
+                )
+            )
             request = qe.QueryRequest(
                 limit=top_k,
-                query=qe.Fusion.Rrf(k=RRF_K),  # type: ignore[arg-type]  # the stub omits Rrf
+                query=fused,
                 prefetches=prefetches,
                 filter=edge_filter,
                 with_payload=True,

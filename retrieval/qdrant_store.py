@@ -27,7 +27,15 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ApiException, UnexpectedResponse
 
 from retrieval._filters import AnyOf, Equals, Range, parse_filter
-from retrieval._search import KEYWORD_INDEXES, RRF_K, check_name, check_query, prefetch_limit
+from retrieval._search import (
+    DEFAULT_FUSION,
+    KEYWORD_INDEXES,
+    RRF_K,
+    Fusion,
+    check_name,
+    check_query,
+)
+from retrieval.encoders import WriteGuard, stamped_payload
 from retrieval.types import (
     DENSE_VECTOR,
     SPARSE_VECTOR,
@@ -74,6 +82,7 @@ class QdrantStore:
             threading.RLock() if self.is_local else contextlib.nullcontext()
         )
         self._rrf_k = rrf_k
+        self._encoders = WriteGuard()
 
     # -- collections and aliases ---------------------------------------------------------
 
@@ -104,6 +113,7 @@ class QdrantStore:
 
     def delete_collection(self, name: str) -> None:
         """Drop an alias and the collection behind it, or a collection; no-op if absent."""
+        self._encoders.forget()
         with self._calls(name):
             aliases = self._aliases()
             physical = aliases.get(name, name)
@@ -125,6 +135,7 @@ class QdrantStore:
 
     def switch_alias(self, alias: str, collection: str) -> None:
         """Point ``alias`` at ``collection`` atomically; drop what it pointed at."""
+        self._encoders.forget()
         check_name(alias)
         with self._calls(collection):
             if not self._client.collection_exists(collection):
@@ -148,6 +159,7 @@ class QdrantStore:
             return self._client.count(name, count_filter=count_filter, exact=True).count
 
     def upsert(self, name: str, points: Sequence[PointRecord]) -> None:
+        self._encoders.check(self, name, points)
         structs = [_point(p) for p in points]
         with self._calls(name):
             for start in range(0, len(structs), _UPSERT_BATCH):
@@ -173,9 +185,11 @@ class QdrantStore:
         top_k: int,
         flt: PayloadFilter | None = None,
         score_threshold: float | None = None,
+        fusion: Fusion | None = None,
     ) -> list[SearchHit]:
         mode = SearchMode(mode)
         check_query(mode, dense, sparse, top_k)
+        fusion = fusion or DEFAULT_FUSION
         query_filter = to_qdrant_filter(flt)
         sparse_q = None
         if sparse is not None and sparse.indices:
@@ -189,7 +203,7 @@ class QdrantStore:
                 return self._check_exists(name)
             args.update(query=sparse_q, using=SPARSE_VECTOR, score_threshold=score_threshold)
         else:
-            limit = prefetch_limit(top_k)
+            limit = fusion.limit(top_k)
             prefetch = []
             if dense is not None:
                 prefetch.append(
@@ -204,7 +218,8 @@ class QdrantStore:
                 prefetch.append(models.Prefetch(query=sparse_q, using=SPARSE_VECTOR, limit=limit))
             if not prefetch:
                 return self._check_exists(name)
-            args.update(prefetch=prefetch, query=self._fusion())
+            weights = fusion.weights(dense is not None, sparse_q is not None)
+            args.update(prefetch=prefetch, query=self._fusion(fusion, weights))
         with self._calls(name):
             points = self._client.query_points(name, **args).points
         return [SearchHit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
@@ -256,10 +271,16 @@ class QdrantStore:
                 # grpc errors and anything else the transport raises
                 raise StoreError(f"qdrant: {type(exc).__name__}: {exc}") from exc
 
-    def _fusion(self) -> models.RrfQuery | models.FusionQuery:
-        if self._rrf_k is None:
+    def _fusion(
+        self, fusion: Fusion, weights: list[float] | None
+    ) -> models.RrfQuery | models.FusionQuery:
+        if fusion.method == "dbsf":
+            return models.FusionQuery(fusion=models.Fusion.DBSF)
+        if self._rrf_k is None:  # servers before 1.16: plain RRF, no k, no weights
             return models.FusionQuery(fusion=models.Fusion.RRF)
-        return models.RrfQuery(rrf=models.Rrf(k=self._rrf_k))
+        # the store's rrf_k is the default; a fusion asking for another k wins
+        k = fusion.k if fusion.k != DEFAULT_FUSION.k else self._rrf_k
+        return models.RrfQuery(rrf=models.Rrf(k=k, weights=weights))
 
     def _aliases(self) -> dict[str, str]:
         return {a.alias_name: a.collection_name for a in self._client.get_aliases().aliases}
@@ -319,4 +340,4 @@ def _point(point: PointRecord) -> models.PointStruct:
         vector[SPARSE_VECTOR] = models.SparseVector(
             indices=list(point.sparse.indices), values=list(point.sparse.values)
         )
-    return models.PointStruct(id=point.id, vector=vector, payload=dict(point.payload))
+    return models.PointStruct(id=point.id, vector=vector, payload=stamped_payload(point))

@@ -9,7 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from retrieval._search import Fusion
 
 DENSE_VECTOR = "dense"
 SPARSE_VECTOR = "sparse"
@@ -25,6 +28,8 @@ class SearchMode(StrEnum):
 class SparseVector:
     indices: list[int]
     values: list[float]
+    # the version of the encoder that made it; stores stamp it into the point's payload
+    encoder: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +101,11 @@ class VectorStore(Protocol):
         top_k: int,
         flt: PayloadFilter | None = None,
         score_threshold: float | None = None,
+        fusion: Fusion | None = None,
     ) -> list[SearchHit]:
         """Best ``top_k`` hits, best first.
+
+        ``fusion`` (a ``retrieval._search.Fusion``; None: the default) shapes hybrid mode only.
 
         ``score_threshold`` bounds, by mode: dense, the cosine similarity; sparse, the
         BM25 x IDF score; hybrid, the cosine similarity of the dense candidates (keyword
