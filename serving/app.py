@@ -33,7 +33,9 @@ class AppArgs(BaseModel):
     engine_extra_args: str = ""
     engine_log_dir: str | None = None
     engine_poll_s: float = 1.0
-    # Ray Serve's HTTP port (http_options.port), advertised to the CLI.
+    # Ray Serve's HTTP address (http_options): the gateway's exposure check (no keys on a
+    # non-loopback address: refuse to start) and the address told to the CLI.
+    http_host: str = "127.0.0.1"
     http_port: int = 8000
 
 
@@ -69,6 +71,7 @@ def build_app(args: dict[str, object]) -> Application:
         registry,
         engines,
         serve_store=serve_store,
+        http_host=options.http_host,
         http_port=options.http_port,
         engine_poll_s=options.engine_poll_s,
     )

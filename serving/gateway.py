@@ -81,11 +81,13 @@ class Gateway:
         engines: DeploymentHandle | None = None,
         *,
         serve_store: bool = True,
+        http_host: str = "127.0.0.1",
         http_port: int = 8000,
         engine_poll_s: float = 1.0,
     ) -> None:
-        # the CLI finds the gateway that holds the embedded store at Ray Serve's HTTP port
-        self._settings = Settings().model_copy(update={"port": http_port})
+        # Ray Serve's address: create_app refuses a public one without API keys, and the CLI
+        # finds the gateway that holds the embedded store there
+        self._settings = Settings().model_copy(update={"host": http_host, "port": http_port})
         self._registry = registry
         self._engines = engines  # bound so Serve deploys them; found through the registry
         self._external = list(self._settings.engine_urls)
