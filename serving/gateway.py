@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 import logging
 import os
-from typing import Any
+from collections.abc import Callable
 
 from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from gateway.app import create_app
+from gateway.app import build_engine, create_app
 from gateway.retrieval_setup import RetrievalStack
 from gateway.settings import Settings
 from llm.router import Replica, Router
@@ -33,17 +33,18 @@ from serving.remote import RemoteEmbedder, RemoteStore
 log = logging.getLogger("ray.serve")
 
 
-def client_factory(settings: Settings) -> Any:
-    """Build a ``VLLMClient`` for a URL with the gateway's engine settings."""
+def engine_router(settings: Settings, urls: list[str]) -> Router:
+    """The router ``ragserve serve`` builds (same clients, timeouts, breakers) over ``urls``."""
+    router = build_engine(settings.model_copy(update={"engine_urls": urls}))
+    assert isinstance(router, Router)
+    return router
+
+
+def client_factory(settings: Settings) -> Callable[[str], VLLMClient]:
+    """A ``VLLMClient`` for an engine replica that appears, configured as the first ones."""
 
     def make(url: str) -> VLLMClient:
-        return VLLMClient(
-            url,
-            api_key=settings.engine_api_key,
-            connect_timeout=settings.engine_connect_timeout_s,
-            first_token_timeout=settings.engine_first_token_timeout_s,
-            token_gap_timeout=settings.engine_token_gap_timeout_s,
-        )
+        return engine_router(settings, [url]).replicas[0].client
 
     return make
 
@@ -95,11 +96,7 @@ class Gateway:
         self._stack = await remote_retrieval(retrieval, self._settings, serve_store=serve_store)
         self._retired: list[Replica] = []
         urls = await self._wait_for_engines(engine_poll_s)
-        self.router = Router(
-            [self._make_client(url) for url in urls],
-            failure_threshold=self._settings.engine_failure_threshold,
-            cooldown_s=self._settings.engine_cooldown_s,
-        )
+        self.router = engine_router(self._settings, urls)
         self._follow: asyncio.Task[None] | None = None
         if registry is not None:
             self._follow = asyncio.create_task(self._follow_engines(engine_poll_s))
