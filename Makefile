@@ -78,6 +78,13 @@ BENCH_ARGS ?= --concurrency 1 8 64 --max-tokens 32
 bench: bench-env
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench $(BENCH_ARGS) --plots docs/img
 
+# Pass-through relay (issue 12): replayed vLLM bytes, direct vs ragserve (RAG off/on) vs
+# LiteLLM under h2load (apt-get install -y nghttp2-client), CPU per token; and vLLM's own
+# API-server CPU per token on the engine at :8100 when it runs. Prints figures, not a test.
+RELAY_ARGS ?= --engine-url http://127.0.0.1:8100
+bench-relay: bench-env
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.relay_bench $(RELAY_ARGS)
+
 unit: venv
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -m "not engine"
 
