@@ -62,7 +62,8 @@ def test_the_cli_answers_the_same_from_any_folder_on_the_store_and_through_a_gat
         "RAGSERVE_PORT": str(port),
         "RAGSERVE_ENGINE_URLS": f"http://127.0.0.1:{free_port()}",  # no chats here
     }
-    with gateway_process(gateway_env, artifacts_dir / "gateway-any-folder.log", port=port) as url:
+    log = artifacts_dir / "gateway-any-folder.log"
+    with gateway_process(gateway_env, log, port=port, timeout=300) as url:
         held = f"The store at {store} is held by the gateway at {url}; going through it."
         for cwd in (elsewhere, REPO):
             assert answers(cwd, held) == here

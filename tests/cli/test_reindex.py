@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.cli.run import ragserve
-from tests.support.processes import free_port, gateway_process
 
 QUESTION = "Who designed the Zephyr-9 rotor?"
 
@@ -64,24 +61,10 @@ class Searcher:
         self._thread.join(30)
 
 
-@pytest.fixture(scope="module")
-def held(tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path
-         ) -> Iterator[tuple[str, Path]]:  # fmt: skip
-    store = tmp_path_factory.mktemp("reindex-held")
-    port = free_port()
-    env = {
-        "RAGSERVE_ENGINE_URLS": f"http://127.0.0.1:{free_port()}",  # no chats here
-        "RAGSERVE_QDRANT_PATH": str(store),
-        "RAGSERVE_PORT": str(port),
-    }
-    with gateway_process(env, artifacts_dir / "gateway-reindex.log", port=port) as url:
-        yield url, store
-
-
 def test_queries_never_fail_while_the_gateway_switches_to_a_reindexed_collection(
-    held: tuple[str, Path], tmp_path: Path
+    held_store: tuple[str, Path], tmp_path: Path
 ) -> None:
-    url, store = held
+    url, store = held_store
     old = folder(tmp_path, "v1", {"rotor.md": "The Zephyr-9 rotor was designed by Oona Falk.\n"})
     new = folder(tmp_path, "v2", {
         "rotor.md": "The Zephyr-9 rotor was designed by Ilse Marrow in 2031.\n",
@@ -116,9 +99,9 @@ def test_queries_never_fail_while_the_gateway_switches_to_a_reindexed_collection
 
 
 def test_a_failed_reindex_leaves_the_live_collection_alone(
-    held: tuple[str, Path], tmp_path: Path
+    held_store: tuple[str, Path], tmp_path: Path
 ) -> None:
-    url, store = held
+    url, store = held_store
     good = folder(tmp_path, "good", {"rotor.md": "The Zephyr-9 rotor was designed by Oona Falk.\n"})
     assert ragserve(store, "ingest", str(good), "--collection", "steady").returncode == 0
     bad = folder(tmp_path, "bad", {"fine.txt": "A fine document.", "broken.pdf": b"%PDF-1.4 junk"})
@@ -134,8 +117,8 @@ def test_a_failed_reindex_leaves_the_live_collection_alone(
     assert [n for n in names if n.startswith("steady")] == ["steady"], "the partial one is dropped"
 
 
-def test_a_switch_only_accepts_a_version_of_the_same_alias(held: tuple[str, Path]) -> None:
-    url, _ = held
+def test_a_switch_only_accepts_a_version_of_the_same_alias(held_store: tuple[str, Path]) -> None:
+    url, _ = held_store
     version = httpx.post(f"{url}/v1/collections/alpha/versions", timeout=30).json()
     assert version["alias"] == "alpha" and version["id"].startswith("alpha_")
     wrong = httpx.post(f"{url}/v1/collections/beta/switch", json={"collection": version["id"]},

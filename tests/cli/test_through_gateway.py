@@ -6,28 +6,11 @@ gateway's HTTP API instead of failing on the lock. No engine is needed for this.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.cli.run import ragserve
-from tests.support.processes import free_port, gateway_process
-
-
-@pytest.fixture(scope="module")
-def held_store(tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path
-               ) -> Iterator[tuple[str, Path]]:  # fmt: skip
-    store = tmp_path_factory.mktemp("held")
-    port = free_port()
-    env = {
-        "RAGSERVE_ENGINE_URLS": f"http://127.0.0.1:{free_port()}",  # chats are not used here
-        "RAGSERVE_QDRANT_PATH": str(store),
-        "RAGSERVE_PORT": str(port),
-    }
-    with gateway_process(env, artifacts_dir / "gateway-held.log", port=port) as url:
-        yield url, store
 
 
 def test_ingest_search_and_collections_go_through_the_gateway(
