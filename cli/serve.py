@@ -29,6 +29,13 @@ def serve(
     ] = None,
     host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Gateway processes sharing the port (more than one needs a Qdrant server).",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the gateway; without an engine URL, start a local vLLM engine first."""
     import uvicorn
@@ -44,6 +51,13 @@ def serve(
         check_exposure(settings)  # before a minute of engine start-up, not after
     except UnsafeBind as exc:
         raise SystemExit(f"error: {exc}") from None
+    if workers > 1 and settings.store_backend != "server":
+        # The embedded stores admit one process at a time: the second worker could not
+        # open it and would answer without retrieval.
+        raise SystemExit(
+            f"error: --workers {workers} needs a Qdrant server (RAGSERVE_QDRANT_URL): "
+            f"{describe_store(settings)} can be opened by one process only"
+        )
     say(f"Serving {describe_store(settings)}.")
     if settings.samples_on_first_start and settings.store_backend != "server":
         _ingest_samples_once(settings)  # a demo convenience; never on a shared Qdrant server
@@ -51,13 +65,27 @@ def serve(
     try:
         if engine is not None:
             settings.engine_urls = [engine.config.url]
-        console.print(f"Gateway on http://{settings.host}:{settings.port} (Ctrl-C stops all)")
+        console.print(
+            f"Gateway on http://{settings.host}:{settings.port}"
+            + (f" ({workers} processes)" if workers > 1 else "")
+            + " (Ctrl-C stops all)"
+        )
+        if workers > 1:
+            # Each worker builds its app from the environment: pass on what was decided here.
+            os.environ["RAGSERVE_ENGINE_URLS"] = ",".join(settings.engine_urls)
+            os.environ["RAGSERVE_HOST"] = settings.host
+            os.environ["RAGSERVE_PORT"] = str(settings.port)
         uvicorn.run(
-            create_app(settings),
+            create_app(settings) if workers == 1 else "gateway.app:create_app",
+            factory=workers > 1,
+            workers=workers,
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
             timeout_graceful_shutdown=int(settings.drain_timeout_s) + 10,
+            # A worker loading torch and the embedder can miss uvicorn's 5 s pings on a busy
+            # machine and be killed in a loop; give it a minute.
+            timeout_worker_healthcheck=60,
         )
     finally:
         if engine is not None:

@@ -146,7 +146,7 @@ def test_input_token_limit_is_a_400_naming_messages(secured: str) -> None:
 
 
 def test_concurrent_streams_per_key_are_bounded(secured: str) -> None:
-    body = {"model": MODEL_NAME, "stream": True, "max_tokens": 300,
+    body = {"model": MODEL_NAME, "stream": True, "max_tokens": 300, "ignore_eos": True,
             "messages": [{"role": "user", "content": "Write a long poem."}]}  # fmt: skip
     with httpx.stream("POST", f"{secured}/v1/chat/completions", json=body, timeout=60,
                       headers=auth(SINGLE)) as held:  # fmt: skip

@@ -172,7 +172,9 @@ def test_two_gateway_processes_share_one_keys_limits(
     ):
         # A stream held open on replica a uses the key's one concurrent slot on both.
         with client.stream(
-            "POST", f"{a}/v1/chat/completions", json={**body, "stream": True, "max_tokens": 200}
+            "POST",
+            f"{a}/v1/chat/completions",
+            json={**body, "stream": True, "max_tokens": 200, "ignore_eos": True},
         ) as held:
             assert held.status_code == 200
             lines = held.iter_lines()

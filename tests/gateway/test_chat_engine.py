@@ -63,6 +63,7 @@ def test_include_usage_adds_a_final_usage_chunk(client: openai.OpenAI) -> None:
             max_tokens=8,
             stream=True,
             stream_options={"include_usage": True},
+            extra_body={"ignore_eos": True},  # exactly 8 tokens, however the model talks
         )
     )
     last = chunks[-1]
@@ -87,7 +88,7 @@ def test_max_tokens_is_honoured_with_finish_reason_length(client: openai.OpenAI)
     story = [{"role": "user", "content": "Write a long story about a dragon."}]
     for limit_field in ("max_tokens", "max_completion_tokens"):
         completion = client.chat.completions.create(
-            model=MODEL_NAME, messages=story, **{limit_field: 5}
+            model=MODEL_NAME, messages=story, extra_body={"ignore_eos": True}, **{limit_field: 5}
         )
         assert completion.choices[0].finish_reason == "length"
         assert completion.usage is not None and completion.usage.completion_tokens == 5

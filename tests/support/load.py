@@ -135,6 +135,8 @@ def chat_body(model: str, *, max_tokens: int, prompt: str = "Tell me a long stor
             "model": model,
             "stream": True,
             "max_tokens": max_tokens,
+            # Exactly max_tokens: a stream's length never depends on how the model talks.
+            "ignore_eos": True,
             "messages": [{"role": "user", "content": prompt}],
         }
     ).encode()
