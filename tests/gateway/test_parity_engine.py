@@ -316,7 +316,7 @@ def test_a_request_the_engine_refuses_is_a_400(
 
 
 def test_usage_equals_the_direct_calls(clients: dict[str, openai.OpenAI]) -> None:
-    chat, streamed, completed = {}, {}, {}
+    chat, streamed, completed, prompt = {}, {}, {}, {}
     for via, client in clients.items():
         answer = client.chat.completions.create(
             model=MODEL_NAME, messages=HELLO, max_tokens=3, extra_body=exactly(3)
@@ -330,13 +330,17 @@ def test_usage_equals_the_direct_calls(clients: dict[str, openai.OpenAI]) -> Non
                 extra_body=exactly(3),
                 stream=True,
                 stream_options={"include_usage": True},
-            )  # fmt: skip
+            )
         )
         streamed[via] = chunks[-1].usage
         completion = client.completions.create(
             model=MODEL_NAME, prompt="Hello", max_tokens=3, extra_body=exactly(3)
         )
         completed[via] = completion.usage
+        response = client.responses.create(model=MODEL_NAME, input="Hello", max_output_tokens=2)
+        assert response.usage is not None
+        prompt[via] = response.usage.input_tokens
+    assert prompt["gateway"] == prompt["direct"] > 0
     for usage in (chat, streamed, completed):
         assert usage["direct"] is not None and usage["direct"].prompt_tokens > 0
         # Every field, details included (prompt_tokens_details when vLLM sends them).
@@ -416,7 +420,7 @@ def test_docs_completions(gateway: openai.OpenAI) -> None:
             max_tokens=4,
             extra_body={**RAG, **exactly(4)},
             stream=True,
-        )  # fmt: skip
+        )
     )
     sources(chunks[0])
     assert "".join(c.choices[0].text for c in chunks if c.choices)

@@ -195,7 +195,7 @@ def sent_salt(upstream: RecordingUpstream, gateway: str, secret: str, call: str,
                 stream=stream, extra_body=extra,
             )  # fmt: skip
             if stream:
-                assert list(answer)  # type: ignore[call-overload]
+                assert list(answer)
     assert len(upstream.bodies) == before + 1
     salt = upstream.bodies[-1].get("cache_salt")
     assert isinstance(salt, str) and salt
