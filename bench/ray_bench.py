@@ -9,6 +9,8 @@ a fixed token at a fixed pace, so what the proxy adds is not hidden behind a slo
 
 Both targets run one gateway process (Ray: one gateway replica), RAG off (the engine's own
 model name), on the same machine as the load generator; a local Ray instance with 2 CPUs.
+Both are up together and take turns per level and round, so a machine that gets busier
+during the run weighs on both alike; the load average is printed with the figures.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import asyncio
 import copy
 import json
+import os
 import tempfile
 import time
 from collections.abc import Sequence
@@ -25,7 +28,7 @@ from typing import Any
 
 from bench.loadgen import Batch, Target, new_client, run_batch
 from bench.stack import StackConfig, ragserve_gateway, synthetic_upstream
-from bench.stats import Distribution, added, ratio
+from bench.stats import Distribution, added, median, ratio
 from tests.support.processes import free_port
 
 PROMPTS = ["Say something about telemetry.", "What is a collector?", "Explain clock skew."]
@@ -59,27 +62,40 @@ def ray_config(upstream_url: str, port: int, max_batch_size: int) -> dict[str, A
     return config
 
 
-async def _load(target: Target, levels: Sequence[int], max_tokens: int) -> list[Batch]:
-    batches = []
-    async with new_client(max(levels), 120.0) as client:
-        # a warm-up: connections, first-request paths
-        await run_batch(client, target, concurrency=4, requests=8, prompts=PROMPTS,
-                        max_tokens=4, time_limit_s=60)  # fmt: skip
+async def _compare(
+    targets: Sequence[Target], levels: Sequence[int], max_tokens: int, rounds: int
+) -> dict[tuple[str, int], list[Batch]]:
+    """Each level, each round, the targets one after the other: drift in how busy the machine
+    is falls on both alike."""
+    found: dict[tuple[str, int], list[Batch]] = {}
+    clients = {target.name: new_client(max(levels), 120.0) for target in targets}
+    try:
+        for target in targets:  # a warm-up: connections, first-request paths
+            await run_batch(clients[target.name], target, concurrency=4, requests=8,
+                            prompts=PROMPTS, max_tokens=4, time_limit_s=60)  # fmt: skip
         for level in levels:
-            batch = await run_batch(
-                client, target, concurrency=level, requests=max(2 * level, 16),
-                prompts=PROMPTS, max_tokens=max_tokens, time_limit_s=300,
-            )  # fmt: skip
-            batches.append(batch)
-    return batches
+            for round_ in range(rounds):
+                for target in targets:
+                    batch = await run_batch(
+                        clients[target.name], target, concurrency=level,
+                        requests=max(2 * level, 16), prompts=PROMPTS, max_tokens=max_tokens,
+                        time_limit_s=300, round_=round_,
+                    )  # fmt: skip
+                    found.setdefault((target.name, level), []).append(batch)
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    return found
 
 
-def _row(batch: Batch) -> dict[str, Any]:
-    ttft = Distribution.of([s.ttft_ms for s in batch.samples if s.ok and s.ttft_ms is not None])
+def _row(batches: list[Batch]) -> dict[str, Any]:
+    samples = [s for batch in batches for s in batch.samples]
+    ttft = Distribution.of([s.ttft_ms for s in samples if s.ok and s.ttft_ms is not None])
     return {
-        "target": batch.target, "concurrency": batch.concurrency, "ok": len(batch.samples)
-        - sum(not s.ok for s in batch.samples), "errors": batch.errors,
-        "ttft_p50_ms": ttft.p50, "ttft_p90_ms": ttft.p90, "tokens_per_s": batch.tokens_per_s,
+        "target": batches[0].target, "concurrency": batches[0].concurrency,
+        "ok": sum(s.ok for s in samples), "errors": sum(batch.errors for batch in batches),
+        "ttft_p50_ms": ttft.p50, "ttft_p90_ms": ttft.p90,
+        "tokens_per_s": median([batch.tokens_per_s for batch in batches]),
     }  # fmt: skip
 
 
@@ -135,6 +151,11 @@ def _print(report: dict[str, Any]) -> None:
             f"{'':>8} Ray Serve adds {row['added_ttft_p50_ms']:+.1f} ms to the median first "
             f"token; tokens/s x{row['tokens_per_s_ratio']:.2f}"
         )
+    before, after = (
+        " ".join(f"{x:.1f}" for x in report[key])
+        for key in ("load_average_before", "load_average_after")
+    )
+    print(f"load average (1, 5, 15 min) before: {before}; after: {after}")
     embed = report["embedding"]
     batched, single = embed["batched"], embed["one_by_one"]
     print(
@@ -148,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 64, 256])
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--delay-ms", type=float, default=20.0, help="synthetic token gap")
+    parser.add_argument("--rounds", type=int, default=2, help="per level and target")
     parser.add_argument("--embed-rounds", type=int, default=20)
     parser.add_argument("--json", type=Path, help="write the figures here too")
     args = parser.parse_args(argv)
@@ -157,27 +179,34 @@ def main(argv: Sequence[str] | None = None) -> None:
     logs = Path(tempfile.mkdtemp(prefix="ray-bench-"))
     stack = StackConfig(targets=("ragserve",), logs=logs, upstream="synthetic",
                         synthetic_delay_ms=args.delay_ms)  # fmt: skip
-    report: dict[str, Any] = {"concurrency": args.concurrency, "max_tokens": args.max_tokens}
+    report: dict[str, Any] = {
+        "concurrency": args.concurrency, "max_tokens": args.max_tokens, "rounds": args.rounds,
+        "load_average_before": os.getloadavg(),
+    }  # fmt: skip
     with synthetic_upstream(stack) as (upstream_url, _):
         with ragserve_gateway(stack, upstream_url) as (gateway_url, pids):
-            alone = Target("gateway", gateway_url, "synthetic", pids=pids)
-            plain = asyncio.run(_load(alone, args.concurrency, args.max_tokens))
-        port = free_port()
-        config = ray_config(upstream_url, port, 32)
-        start_ray(num_cpus=2)
-        try:
-            deploy(config)
-            wait_running(APP_NAME, 300)
-            through_ray = Target("ray-serve", f"http://127.0.0.1:{port}", "synthetic")
-            ray_batches = asyncio.run(_load(through_ray, args.concurrency, args.max_tokens))
-            report["embedding"] = embedding_throughput(config, args.embed_rounds)
-        finally:
-            shutdown()
+            port = free_port()
+            config = ray_config(upstream_url, port, 32)
+            start_ray(num_cpus=2)
+            try:
+                deploy(config)
+                wait_running(APP_NAME, 600)
+                targets = [
+                    Target("gateway", gateway_url, "synthetic", pids=pids),
+                    Target("ray-serve", f"http://127.0.0.1:{port}", "synthetic"),
+                ]
+                found = asyncio.run(
+                    _compare(targets, args.concurrency, args.max_tokens, args.rounds)
+                )
+                report["embedding"] = embedding_throughput(config, args.embed_rounds)
+            finally:
+                shutdown()
+    report["load_average_after"] = os.getloadavg()
     rows = []
-    for base, ray in zip(plain, ray_batches, strict=True):
-        b, r = _row(base), _row(ray)
+    for level in args.concurrency:
+        b, r = _row(found[("gateway", level)]), _row(found[("ray-serve", level)])
         rows.append({
-            "concurrency": b["concurrency"], "gateway": b, "ray_serve": r,
+            "concurrency": level, "gateway": b, "ray_serve": r,
             "added_ttft_p50_ms": added(r["ttft_p50_ms"], b["ttft_p50_ms"]),
             "tokens_per_s_ratio": ratio(r["tokens_per_s"], b["tokens_per_s"]),
         })  # fmt: skip
