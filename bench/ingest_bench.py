@@ -1,12 +1,17 @@
 """Ingest throughput: the whole pipeline vs raw ``SentenceTransformer.encode`` of its chunks.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/ingest_bench.py [--docs 40] [--paragraphs 12]
+        [--backends torch onnx onnx-int8]
 
 Writes a synthetic Markdown corpus to a temporary folder, ingests it into a fresh Edge store
 (load, chunk, embed, sparse-encode, upsert, optimise) and encodes the very same chunk texts
 with the bare model (batch 64, the pipeline's model batch too). Each round runs both back to
 back and the median of the per-round ratios pipeline/raw is the figure (background load on a
 shared machine hits both sides of a round alike); the goal is ≥ 0.8.
+
+With ``--backends``, each round also ingests the same corpus once per embedding backend
+(``RAGSERVE_EMBEDDING_BACKEND``), back to back in a rotating order, and the median of the
+per-round speed-ups over torch is printed (the goal for ONNX Runtime: ≥ 2x).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from ingest.indexer import DEFAULT_BATCH_SIZE, EMBED_BATCH_SIZE  # noqa: E402
 from ingest.loaders import load_path  # noqa: E402
 from ingest.pipeline import ingest_paths  # noqa: E402
 from ingest.targets import StoreTarget  # noqa: E402
-from retrieval.embedder import Embedder  # noqa: E402
+from retrieval.embedder import BACKENDS, Embedder  # noqa: E402
 from retrieval.factory import open_store  # noqa: E402
 from retrieval.sparse import SparseEncoder  # noqa: E402
 
@@ -64,6 +69,37 @@ def raw_encode_rate(embedder: Embedder, texts: list[str], batch_size: int) -> fl
     return len(texts) / (time.perf_counter() - began)
 
 
+def pipeline_rate(corpus: Path, folder: Path, embedder: Embedder, batch_size: int) -> float:
+    store = open_store("edge", path=str(folder))
+    try:
+        target = StoreTarget(store, embedder, SparseEncoder(), batch_size=batch_size)
+        summary = ingest_paths([corpus], target, collection="bench", base=corpus)
+    finally:
+        store.close()
+    assert not summary.failed, summary.line()
+    return summary.chunks_per_s
+
+
+def compare_backends(
+    corpus: Path, tmp: Path, embedders: dict[str, Embedder], rounds: int, batch_size: int
+) -> None:
+    """Pipeline chunks/s per backend, interleaved per round so load drift hits all alike."""
+    rates: dict[str, list[float]] = {name: [] for name in embedders}
+    names = list(embedders)
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            folder = tmp / f"store-{name}-{r}"
+            rates[name].append(pipeline_rate(corpus, folder, embedders[name], batch_size))
+        print(f"round {r + 1}: " + "   ".join(f"{n} {rates[n][-1]:6.1f} chunks/s" for n in names))
+    base = rates.get("torch")
+    for name in names:
+        line = f"{name:10s} pipeline median {statistics.median(rates[name]):6.1f} chunks/s"
+        if base is not None and name != "torch":
+            gain = statistics.median(o / t for o, t in zip(rates[name], base, strict=True))
+            line += f"   {gain:.2f}x torch (median of per-round ratios)"
+        print(line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=40)
@@ -71,10 +107,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                         help="pipeline chunks per embed+upsert round")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--backends", nargs="*", default=[], choices=list(BACKENDS),
+                        help="compare pipeline chunks/s per embedding backend")  # fmt: skip
+    parser.add_argument("--cache-dir", default="data/models/embeddings",
+                        help="where exported ONNX graphs are cached")  # fmt: skip
     args = parser.parse_args()
 
     embedder = Embedder.load()
     embedder.embed_documents(["warm-up"] * 8)
+    others = {b: Embedder.load(backend=b, cache_dir=args.cache_dir) for b in args.backends}
+    for other in others.values():
+        other.embed_documents(["warm-up"] * 8)
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus"
         corpus.mkdir()
@@ -103,6 +146,8 @@ def main() -> None:
             pipe_rates.append(summary.chunks_per_s)
             print(f"round {r + 1}: raw encode {raw_rates[-1]:6.1f} chunks/s   "
                   f"pipeline {pipe_rates[-1]:6.1f} chunks/s   ({summary.line()})")  # fmt: skip
+        if others:
+            compare_backends(corpus, Path(tmp), others, args.rounds, args.batch_size)
         raw, pipe = statistics.median(raw_rates), statistics.median(pipe_rates)
         ratio = statistics.median(p / r for p, r in zip(pipe_rates, raw_rates, strict=True))
         print(f"median: raw {raw:.1f} chunks/s, pipeline {pipe:.1f} chunks/s, "

@@ -1,10 +1,15 @@
 """Retrieval benchmark: query-path latency (embed + hybrid search) and micro-batching gain.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/retrieval_bench.py [--sizes 10000 100000]
+        [--backend onnx] [--compare torch onnx onnx-int8]
 
 Bulk chunks get synthetic texts (for their keyword vectors) and random unit dense vectors
 (embedding 100k chunks on a CPU would take longer than the benchmark is about); every query
 goes through the real embedder. Prints figures; it is not a test.
+
+``--compare`` first times one warm query embedding per backend, the backends taking turns
+query by query (so the machine's load drifts over all of them alike), and prints p50/p95 and
+the speed-up over torch; ``--backend`` picks the embedder for the rest of the run.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 
 from retrieval.batching import QueryBatcher
-from retrieval.embedder import Embedder
+from retrieval.embedder import BACKENDS, Embedder
 from retrieval.factory import open_store
 from retrieval.sparse import SparseEncoder
 from retrieval.types import PointRecord, SearchMode, VectorStore
@@ -127,6 +132,25 @@ def bench_store(backend: str, n: int, embedder: Embedder, sparse: SparseEncoder)
             store.close()
 
 
+def bench_backends(backends: list[str], cache_dir: str, rounds: int) -> None:
+    embedders = {b: Embedder.load(backend=b, cache_dir=cache_dir) for b in backends}  # type: ignore[arg-type]
+    samples: dict[str, list[float]] = {b: [] for b in backends}
+    for i in range(rounds + 10):
+        query = f"{QUERIES[i % len(QUERIES)]} {i}"
+        turn = backends[i % len(backends) :] + backends[: i % len(backends)]
+        for backend in turn:
+            started = time.perf_counter()
+            embedders[backend].embed_queries([query])
+            if i >= 10:  # warm-up
+                samples[backend].append((time.perf_counter() - started) * 1000)
+    print(f"one query embedding, warm, {rounds} queries per backend (interleaved):")
+    base = statistics.median(samples["torch"]) if "torch" in samples else None
+    for backend in backends:
+        p50 = statistics.median(samples[backend])
+        gain = f"  {base / p50:.2f}x torch" if base and backend != "torch" else ""
+        print(f"    {backend:10s} {percentiles(samples[backend])}{gain}")
+
+
 async def bench_batching(embedder: Embedder, callers: int, rounds: int) -> None:
     texts = [f"{QUERIES[i % len(QUERIES)]} variant {i}" for i in range(callers * rounds)]
     started = time.perf_counter()
@@ -153,8 +177,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--local-size", type=int, default=10_000)
+    parser.add_argument("--backend", default="torch", choices=list(BACKENDS))
+    parser.add_argument("--compare", nargs="*", default=[], choices=list(BACKENDS))
+    parser.add_argument("--compare-rounds", type=int, default=200)
+    parser.add_argument("--cache-dir", default="data/models/embeddings")
     args = parser.parse_args()
-    embedder = Embedder.load()
+    if args.compare:
+        bench_backends(args.compare, args.cache_dir, args.compare_rounds)
+    embedder = Embedder.load(backend=args.backend, cache_dir=args.cache_dir)
     sparse = SparseEncoder()
     embedder.embed_queries(["warm up"])
     asyncio.run(bench_batching(embedder, callers=32, rounds=8))

@@ -86,6 +86,23 @@ class Settings(BaseSettings):
     embedding_model: str | None = None  # None: the bundled all-MiniLM-L6-v2
     embed_batch_window_ms: float = 3.0
     embed_max_batch: int = 64
+    # torch, or the same weights exported to ONNX Runtime (onnx: same vectors, faster;
+    # onnx-int8: quantised, see docs/EVALUATION.md); exports are cached in embedding_cache_dir
+    embedding_backend: Literal["torch", "onnx", "onnx-int8"] = "onnx"
+    embedding_cache_dir: Path = Path("data/models/embeddings")
+    # keyword encoder of new collections: a Snowball language, or "none" (existing
+    # collections keep the encoder they were built with)
+    sparse_stemmer: str = "english"
+    # hybrid fusion: rrf (weighted by hybrid_sparse_weight, constant rrf_k) or dbsf
+    fusion: Literal["rrf", "dbsf"] = "rrf"
+    rrf_k: int = 60
+    hybrid_sparse_weight: float = 1.0
+    # optional reranking of the fused candidates by a /rerank endpoint (vLLM, Cohere, Jina)
+    rerank_url: str | None = None  # the full endpoint URL, e.g. http://host:8000/v1/rerank
+    rerank_model: str | None = None
+    rerank_api_key: str | None = None
+    rerank_candidates: int = 20
+    rerank_timeout_s: float = 1.0
     collection: str = "docs"
     top_k: int = 5
     search_mode: Literal["dense", "sparse", "hybrid"] = "hybrid"

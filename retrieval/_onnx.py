@@ -67,7 +67,7 @@ def cache_key(st_model: Any, variant: str) -> str:
 def export(st_model: Any, cache_dir: Path, quantize: bool) -> Path:
     """The cached ``model.onnx`` for ``st_model`` (exporting it first if missing)."""
     check_exportable(st_model)
-    variant = "int8" if quantize else "fp32"
+    variant = "int8pc" if quantize else "fp32"
     target = Path(cache_dir) / f"{variant}-{cache_key(st_model, variant)}"
     path = target / "model.onnx"
     if path.is_file():
@@ -81,7 +81,11 @@ def export(st_model: Any, cache_dir: Path, quantize: bool) -> Path:
         if quantize:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            quantize_dynamic(fp32, work / "model.onnx", weight_type=QuantType.QInt8)
+            # int8 weights per output channel, MatMuls only: per-tensor scales (the default)
+            # took the minimum cosine to torch's vectors down to 0.90 on SciFact abstracts,
+            # per channel keeps it at 0.99; the embedding lookup stays float
+            quantize_dynamic(fp32, work / "model.onnx", weight_type=QuantType.QInt8,
+                             op_types_to_quantize=["MatMul"], per_channel=True)  # fmt: skip
             fp32.unlink()
         else:
             fp32.rename(work / "model.onnx")
