@@ -66,13 +66,23 @@ class TextGatherer:
         return "".join(self._texts.get(index, ()))
 
     def _absorb(self) -> None:
-        for event in self._raw:
-            match = self._pattern.search(event)
-            if match is not None:
-                text = json.loads(b'"' + match.group(2) + b'"')
+        if not self._raw:
+            return
+        matches = [self._pattern.search(event) for event in self._raw]
+        if all(match is not None for match in matches):
+            # One JSON parse for every kept chunk's text, not one a token: each group is a
+            # whole JSON string body, so joining them makes a valid JSON array.
+            found = [match for match in matches if match is not None]
+            texts = json.loads(b'["' + b'","'.join(match.group(2) for match in found) + b'"]')
+            for match, text in zip(found, texts, strict=True):
                 self._texts.setdefault(int(match.group(1)), []).append(text)
-            else:
-                self.add_parsed(event_json(event))
+        else:
+            for event, match in zip(self._raw, matches, strict=True):
+                if match is not None:
+                    text = json.loads(b'"' + match.group(2) + b'"')
+                    self._texts.setdefault(int(match.group(1)), []).append(text)
+                else:
+                    self.add_parsed(event_json(event))
         self._raw.clear()
 
     def add_parsed(self, chunk: dict[str, Any]) -> None:

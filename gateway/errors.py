@@ -125,7 +125,7 @@ def as_api_error(exc: Exception) -> APIError:
             503: ServiceUnavailable,
             504: UpstreamTimeout,
         }.get(exc.status, UpstreamFailed)
-        code = {503: "engine_unavailable", 504: "engine_timeout"}.get(exc.status)
+        code = exc.code or {503: "engine_unavailable", 504: "engine_timeout"}.get(exc.status)
         if exc.status == 404:
             code = "model_not_found"
         message = exc.message

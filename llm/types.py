@@ -19,6 +19,7 @@ class EngineCall:
     path: str  # "/v1/chat/completions", "/v1/completions", "/v1/responses", ...
     body: bytes  # the JSON body, serialised once
     headers: dict[str, str] = field(default_factory=dict)
+    model: str = ""  # the engine model, for traces (the body is not parsed again)
     # A stored response id (Responses API) whose replica must serve this call.
     affinity: str | None = None
 

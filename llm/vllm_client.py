@@ -71,10 +71,10 @@ class VLLMStream:
             data = await self._response.content.readany()
         except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
             failure = self._failure or EngineLost(f"the engine connection failed mid-stream: {exc}")
-            self._finish(failure)
+            self._finish(failure, finished=False)
             raise failure from None
         if not data:
-            self._finish(self._failure)
+            self._finish(self._failure, finished=self._failure is None)
             if self._failure is not None:
                 raise self._failure
             raise StopAsyncIteration
@@ -98,7 +98,7 @@ class VLLMStream:
     def holds(self, response_id: str) -> None:
         """One server holds every response it stored: nothing to remember."""
 
-    def _finish(self, failure: EngineError | None) -> None:
+    def _finish(self, failure: EngineError | None, *, finished: bool) -> None:
         if self._closed:
             return
         self._closed = True
@@ -106,13 +106,26 @@ class VLLMStream:
             self._timer.cancel()
         if failure is not None:
             self._span.set_status(StatusCode.ERROR, type(failure).__name__)
-        self._span.set_attribute("ragserve.finished", failure is None)
+        self._span.set_attribute("ragserve.finished", finished)
         _end(self._span)
 
     async def aclose(self) -> None:
-        """Drop the connection: vLLM aborts the request on disconnect."""
-        self._response.close()
-        self._finish(None)
+        """A stream read to its end gives its connection back to the pool; one that is not
+        is dropped: vLLM aborts the request on disconnect."""
+        if self._response.content.is_eof():
+            self._response.release()
+            self._finish(None, finished=True)
+        else:
+            self._response.close()
+            self._finish(None, finished=False)
+
+
+_SPAN_NAMES = {"/v1/chat/completions": "vllm chat", "/v1/completions": "vllm completions",
+               "/v1/responses": "vllm responses"}  # fmt: skip
+
+
+def _span_name(path: str) -> str:
+    return _SPAN_NAMES.get(path, f"vllm {path}")
 
 
 def _end(span: Span) -> None:
@@ -177,8 +190,9 @@ class VLLMClient:
 
     async def open_stream(self, call: EngineCall) -> VLLMStream:
         span = _tracer.start_span(
-            f"vllm {call.path.rsplit('/', 1)[-1]}", kind=SpanKind.CLIENT,
-            attributes={"server.address": self.base_url, "url.path": call.path},
+            _span_name(call.path), kind=SpanKind.CLIENT,
+            attributes={"server.address": self.base_url, "url.path": call.path,
+                        "gen_ai.request.model": call.model},
         )  # fmt: skip
         began = self._loop_time()
         try:
@@ -197,8 +211,9 @@ class VLLMClient:
 
     async def request(self, call: EngineCall) -> bytes:
         span = _tracer.start_span(
-            f"vllm {call.path.rsplit('/', 1)[-1]}", kind=SpanKind.CLIENT,
-            attributes={"server.address": self.base_url, "url.path": call.path},
+            _span_name(call.path), kind=SpanKind.CLIENT,
+            attributes={"server.address": self.base_url, "url.path": call.path,
+                        "gen_ai.request.model": call.model},
         )  # fmt: skip
         try:
             async with asyncio.timeout(self._response_timeout):
@@ -320,6 +335,8 @@ def status_error(status: int, body: bytes, retry_after: str | None = None) -> En
     except (json.JSONDecodeError, UnicodeDecodeError):
         message, param = body[:500].decode("utf-8", "replace") or f"HTTP {status}", None
     if status in (400, 422):
+        if param == "input_tokens":  # vLLM's name for "the prompt is over the window"
+            return EngineError(message, status=400, code="context_length_exceeded")
         return EngineError(message, status=400, param=param)
     if status == 404:
         return EngineError(message, status=404, param=param or "model")

@@ -53,7 +53,7 @@ class CompletionsService:
             observe_retrieval(self._metrics, timings)
         body = forward_body(raw, engine_model=resolved.engine_model, key=key, **changes)
         return Prepared(
-            call=EngineCall(PATH, engine_body(body)),
+            call=EngineCall(PATH, engine_body(body), model=resolved.engine_model),
             stream=request.stream,
             public_model=resolved.public_name,
             engine_model=resolved.engine_model,

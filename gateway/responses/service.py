@@ -83,7 +83,12 @@ class ResponsesService:
             observe_retrieval(self._metrics, timings)
         body = forward_body(raw, engine_model=resolved.engine_model, key=key, **changes)
         return Prepared(
-            call=EngineCall(PATH, engine_body(body), affinity=request.previous_response_id),
+            call=EngineCall(
+                PATH,
+                engine_body(body),
+                model=resolved.engine_model,
+                affinity=request.previous_response_id,
+            ),
             stream=request.stream,
             public_model=resolved.public_name,
             engine_model=resolved.engine_model,

@@ -51,7 +51,7 @@ def test_sigterm_lets_short_streams_finish_and_ends_long_ones_with_an_error_even
     env = {"RAGSERVE_ENGINE_URLS": engine_url, "RAGSERVE_DRAIN_TIMEOUT_S": "30"}
     process = start_gateway(env, artifacts_dir / "gateway-drain.log", port)
     url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/healthz", process, 120, artifacts_dir / "gateway-drain.log")
+    wait_http(f"{url}/healthz", process, 300, artifacts_dir / "gateway-drain.log")
     short: list[str] = []
     long: list[str] = []
     short_started, long_started = threading.Event(), threading.Event()
@@ -92,7 +92,7 @@ def test_rolling_restart_of_two_gateways_loses_no_request(
     logs = [artifacts_dir / f"gateway-rolling-{i}.log" for i in range(2)]
     processes = [start_gateway(env, logs[i], ports[i]) for i in range(2)]
     for i, process in enumerate(processes):
-        wait_http(f"http://127.0.0.1:{ports[i]}/healthz", process, 120, logs[i])
+        wait_http(f"http://127.0.0.1:{ports[i]}/healthz", process, 300, logs[i])
 
     results: list[str] = []
     stop = threading.Event()
@@ -126,7 +126,7 @@ def test_rolling_restart_of_two_gateways_loses_no_request(
         processes[i].send_signal(signal.SIGTERM)
         assert processes[i].wait(60) in (0, -signal.SIGTERM)
         processes[i] = start_gateway(env, logs[i], ports[i])
-        wait_http(f"http://127.0.0.1:{ports[i]}/healthz", processes[i], 120, logs[i])
+        wait_http(f"http://127.0.0.1:{ports[i]}/healthz", processes[i], 300, logs[i])
     time.sleep(2)
     stop.set()
     for thread in clients:

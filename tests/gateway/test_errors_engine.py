@@ -92,7 +92,7 @@ BAD_BODIES: list[tuple[str, Any, int, str | None]] = [
         "prompt longer than the context",
         {"model": MODEL_NAME, "messages": [{"role": "user", "content": "word " * 5000}]},
         400,
-        None,
+        None,  # code context_length_exceeded, as OpenAI says it
     ),
 ]
 

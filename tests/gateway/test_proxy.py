@@ -21,6 +21,7 @@ from gateway.auth import digest
 from gateway.retrieval_setup import RetrievalStack, open_retrieval
 from gateway.settings import Settings
 from llm.types import EngineError
+from tests.conftest import seed_store
 from tests.support.replay_engine import MODEL, ReplayEngine, Script, pieces, recording
 
 TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
@@ -38,14 +39,15 @@ def replay_engine() -> ReplayEngine:
 
 
 @pytest.fixture(scope="module")
-def store_path(seeded_store: Path) -> Iterator[Path]:
-    """The seeded store, its retrieval stack opened once for the module (the embedder loads
-    in seconds; every app below shares it)."""
-    stack = anyio.run(open_retrieval, settings_for(seeded_store))
-    _STACKS[seeded_store] = stack
-    yield seeded_store
+def store_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A seeded store of this module's own (the session's is held by its gateway process),
+    its retrieval stack opened once: every app below shares it."""
+    path = seed_store(tmp_path_factory.mktemp("proxy-store"))
+    stack = anyio.run(open_retrieval, settings_for(path))
+    _STACKS[path] = stack
+    yield path
     anyio.run(stack.aclose)
-    del _STACKS[seeded_store]
+    del _STACKS[path]
 
 
 _STACKS: dict[Path, RetrievalStack] = {}

@@ -71,7 +71,7 @@ def gateway_process(
     *,
     port: int | None = None,
     ready_path: str = "/healthz",
-    timeout: float = 120.0,
+    timeout: float = 300.0,  # a bound for a busy machine, not a speed goal
 ) -> Iterator[str]:
     """A real ``uvicorn gateway.app:create_app`` process; yields its base URL."""
     port = port or free_port()
