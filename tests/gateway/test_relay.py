@@ -133,12 +133,20 @@ def test_public_model_name_on_every_event() -> None:
 
 
 def test_rag_sources_first_and_citations_at_the_finish() -> None:
-    body = "".join(
-        f'data: {{"id":"x","object":"chat.completion.chunk","created":1,"model":"{MODEL}",'
-        f'"choices":[{{"index":0,"delta":{{"content":"{text}"}},"logprobs":null,'
-        f'"finish_reason":{finish}}}]}}\n\n'
-        for text, finish in [("", "null"), ("See [", "null"), ("2] and [7]", "null"), (".", '"stop"')]
-    ) + "data: [DONE]\n\n"
+    body = (
+        "".join(
+            f'data: {{"id":"x","object":"chat.completion.chunk","created":1,"model":"{MODEL}",'
+            f'"choices":[{{"index":0,"delta":{{"content":"{text}"}},"logprobs":null,'
+            f'"finish_reason":{finish}}}]}}\n\n'
+            for text, finish in [
+                ("", "null"),
+                ("See [", "null"),
+                ("2] and [7]", "null"),
+                (".", '"stop"'),
+            ]
+        )
+        + "data: [DONE]\n\n"
+    )
     out = data(run(Script(pieces(body.encode(), 9)), prepared(rag=True)))
     assert out[0]["sources"] == [{"id": 1}, {"id": 2}] and out[0]["rag"]["collection"] == "docs"
     assert "sources" not in out[1]
