@@ -77,10 +77,10 @@ class TextGatherer:
             for match, text in zip(found, texts, strict=True):
                 self._texts.setdefault(int(match.group(1)), []).append(text)
         else:
-            for event, match in zip(self._raw, matches, strict=True):
-                if match is not None:
-                    text = json.loads(b'"' + match.group(2) + b'"')
-                    self._texts.setdefault(int(match.group(1)), []).append(text)
+            for event, maybe in zip(self._raw, matches, strict=True):
+                if maybe is not None:
+                    text = json.loads(b'"' + maybe.group(2) + b'"')
+                    self._texts.setdefault(int(maybe.group(1)), []).append(text)
                 else:
                     self.add_parsed(event_json(event))
         self._raw.clear()
