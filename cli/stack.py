@@ -22,7 +22,7 @@ from rich.markup import escape
 from cli.gateway_client import GatewayClient
 from gateway.retrieval_setup import describe_store, store_exists
 from gateway.settings import Settings
-from gateway.store_access import gateway_url
+from gateway.store_access import address_file, gateway_url
 from retrieval.factory import open_store
 from retrieval.types import StoreLocked, VectorStore
 
@@ -71,6 +71,11 @@ def open_stack(settings: Settings, *, create: bool = False) -> Iterator[Stack]:
         store = open_store(settings.store_backend, path=str(settings.qdrant_path),
                            url=settings.qdrant_url, api_key=settings.qdrant_api_key)  # fmt: skip
     except StoreLocked:
+        if not address_file(settings).exists():
+            raise SystemExit(
+                f"{where[0].upper()}{where[1:]} is in use by another process, and no gateway "
+                "serves it; try again once that process is done"
+            ) from None
         client = GatewayClient(gateway_url(settings), settings.api_key)
         say(f"{where[0].upper()}{where[1:]} is held by the gateway at {client.url}; "
             "going through it.")  # fmt: skip

