@@ -50,6 +50,7 @@ class Prepared:
     timings: Timings
     rag: RagContext | None = None
     include_usage: bool = False  # the client asked for the usage chunk
+    key: ApiKey | None = None  # the caller's key (None when the server has none)
 
     def first_extras(self) -> dict[str, Any]:
         """Sources go out before any token, so a client can show them while text streams."""
@@ -197,7 +198,7 @@ def tenant_salt(key: ApiKey | None, client_salt: str | None) -> str | None:
     """
     if key is None:
         return client_salt
-    seed = f"{key.name}\0{client_salt or ''}".encode()
+    seed = f"{len(key.name)}:{key.name}:{client_salt or ''}".encode()  # unambiguous split
     return hashlib.sha256(seed).hexdigest()
 
 

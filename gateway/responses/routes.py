@@ -7,6 +7,7 @@ import re
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from gateway.auth import ApiKey
 from gateway.deps import KeyDep, ServicesDep
 from gateway.errors import ERROR_RESPONSES, InvalidRequest, NotFound, as_api_error
 from gateway.proxy import STREAM_OR_JSON, serve
@@ -37,11 +38,18 @@ async def create_response(
 _RESPONSE_ID = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 
 
-async def _forward(services: ServicesDep, method: str, path: str, response_id: str) -> Response:
+async def _forward(
+    services: ServicesDep,
+    key: ApiKey | None,
+    method: str,
+    path: str,
+    response_id: str,
+    query: str = "",
+) -> Response:
     if not _RESPONSE_ID.fullmatch(response_id):
         raise InvalidRequest("not a response id", param="response_id")
     try:
-        status, content = await services.responses.forward(method, path, response_id)
+        status, content = await services.responses.forward(method, path, response_id, key, query)
         if status == 404:
             raise NotFound(
                 f"no stored response '{response_id}' (the engine keeps them in memory only)",
@@ -59,12 +67,11 @@ async def _forward(services: ServicesDep, method: str, path: str, response_id: s
 async def retrieve_response(
     response_id: str, request: Request, key: KeyDep, services: ServicesDep
 ) -> Response:
-    path = f"/v1/responses/{response_id}"
-    if request.url.query:
-        path += f"?{request.url.query}"
-    return await _forward(services, "GET", path, response_id)
+    return await _forward(
+        services, key, "GET", "/v1/responses/{id}", response_id, request.url.query
+    )
 
 
 @router.post("/v1/responses/{response_id}/cancel", responses=ERROR_RESPONSES)
 async def cancel_response(response_id: str, key: KeyDep, services: ServicesDep) -> Response:
-    return await _forward(services, "POST", f"/v1/responses/{response_id}/cancel", response_id)
+    return await _forward(services, key, "POST", "/v1/responses/{id}/cancel", response_id)

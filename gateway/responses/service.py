@@ -3,6 +3,7 @@ input; stored responses are reached on the replica that holds them."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from gateway.auth import ApiKey
@@ -12,6 +13,7 @@ from gateway.proxy import Observer, Prepared, engine_body, forward_body, observe
 from gateway.rag.pipeline import RagContext, RagPipeline, plan_retrieval
 from gateway.rag.prompt import DEFAULT_SYSTEM_PROMPT, Passage, with_context
 from gateway.rag.query import message_text, retrieval_query
+from gateway.responses.ownership import engine_id, show_ids
 from gateway.responses.protocol import ResponsesRequest
 from gateway.responses.stream import ResponseEdits, finish_response
 from gateway.timing import Timings
@@ -81,24 +83,40 @@ class ResponsesService:
                 timings=timings,
             )
             observe_retrieval(self._metrics, timings)
+        previous = request.previous_response_id
+        if previous is not None:
+            previous = changes["previous_response_id"] = engine_id(key, previous)
         body = forward_body(raw, engine_model=resolved.engine_model, key=key, **changes)
         return Prepared(
             call=EngineCall(
                 PATH,
                 engine_body(body),
                 model=resolved.engine_model,
-                affinity=request.previous_response_id,
+                affinity=previous,
             ),
             stream=request.stream,
             public_model=resolved.public_name,
             engine_model=resolved.engine_model,
             timings=timings,
             rag=rag,
+            key=key,
         )
 
-    async def forward(self, method: str, path: str, response_id: str) -> tuple[int, bytes]:
-        """``GET``/cancel of a stored response, on the replica that holds it."""
-        return await self._engine.forward(method, EngineCall(path, b"", affinity=response_id))
+    async def forward(
+        self, method: str, path: str, response_id: str, key: ApiKey | None, query: str = ""
+    ) -> tuple[int, bytes]:
+        """``GET``/cancel of the caller's stored response, on the replica that holds it."""
+        stored = engine_id(key, response_id)
+        target = path.format(id=stored) + (f"?{query}" if query else "")
+        status, content = await self._engine.forward(
+            method, EngineCall(target, b"", affinity=stored)
+        )
+        if status == 200 and key is not None:
+            body = json.loads(content)
+            if isinstance(body, dict):
+                show_ids(key, body)
+                content = engine_body(body)
+        return status, content
 
     @staticmethod
     def stream_edits(prepared: Prepared, stream: EventStream, observer: Observer) -> ResponseEdits:

@@ -13,6 +13,7 @@ from typing import Any
 from gateway.errors import ErrorInfo
 from gateway.proxy import Observer, Prepared
 from gateway.relay import data_event, event_json, upstream_error
+from gateway.responses.ownership import show_ids
 from llm.types import EventStream
 
 _TEXT_DELTA = b"event: response.output_text.delta\n"
@@ -33,8 +34,9 @@ def output_text(response: dict[str, Any]) -> str:
 
 
 def finish_response(prepared: Prepared, response: dict[str, Any], observer: Observer) -> None:
-    """A whole response (streamed last event or JSON answer): name, extras, usage."""
+    """A whole response (streamed last event or JSON answer): name, ids, extras, usage."""
     response["model"] = prepared.public_model
+    show_ids(prepared.key, response)
     usage = response.get("usage")
     if isinstance(usage, dict):
         observer.usage(int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0))
@@ -71,8 +73,10 @@ class ResponseEdits:
         if isinstance(response, dict):
             response["model"] = self._prepared.public_model
             if kind == b"response.created":
-                self._stream.holds(str(response.get("id")))
+                self._stream.holds(str(response.get("id")))  # the engine's own id
                 response.update(self._prepared.first_extras())
+            if kind.decode() not in _LAST:
+                show_ids(self._prepared.key, response)
             elif kind.decode() in _LAST:
                 self.finished = True
                 finish_response(self._prepared, response, self._observer)

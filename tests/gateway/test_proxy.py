@@ -34,7 +34,10 @@ def replay_engine() -> ReplayEngine:
             "/v1/completions": lambda: Script(pieces(recording("completion.sse"), 40)),
             "/v1/responses": lambda: Script(pieces(recording("response.sse"), 40)),
         },
-        answers={"/v1/chat/completions": recording("chat.json")},
+        answers={
+            "/v1/chat/completions": recording("chat.json"),
+            "/v1/responses": recording("response.json"),
+        },
     )
 
 
@@ -229,3 +232,36 @@ def test_tenants_get_their_own_cache_salt(store_path: Path) -> None:
     anyio.run(main)
     salts = [body["cache_salt"] for body in engine.received]
     assert len(set(salts)) == 3 and "mine" not in salts
+
+
+def test_a_tenant_reaches_only_its_own_stored_responses(store_path: Path) -> None:
+    keys = [
+        {"name": "alpha", "sha256": digest("key-a")},
+        {"name": "beta", "sha256": digest("key-b")},
+    ]
+    engine = replay_engine()
+    stored = json.loads(recording("response.json"))["id"]
+    alpha, beta = ({"Authorization": f"Bearer {k}"} for k in ("key-a", "key-b"))
+    ask = {"model": MODEL, "input": "hi"}
+
+    async def main() -> None:
+        async with Gateway(engine, settings_for(store_path, api_keys=keys)) as client:
+            created = await client.post("/v1/responses", json=ask, headers=alpha)
+            assert created.status_code == 200
+            mine = created.json()["id"]
+            assert mine.startswith(stored + ".")  # tagged for alpha
+            got = await client.get(f"/v1/responses/{mine}", headers=alpha)
+            assert got.status_code == 200 and got.json()["id"] == mine
+            assert engine.forwarded[-1] == f"/v1/responses/{stored}"  # the engine's own id
+            for other in (mine, stored, f"{stored}.0123456789abcdef"):
+                refused = await client.get(f"/v1/responses/{other}", headers=beta)
+                assert refused.status_code == 404, other
+                assert refused.json()["error"]["code"] == "response_not_found"
+            follow = {**ask, "previous_response_id": mine}
+            taken = await client.post("/v1/responses", json=follow, headers=beta)
+            assert taken.status_code == 404
+            continued = await client.post("/v1/responses", json=follow, headers=alpha)
+            assert continued.status_code == 200
+            assert engine.received[-1]["previous_response_id"] == stored
+
+    anyio.run(main)

@@ -85,6 +85,7 @@ class ReplayEngine:
     refuse: EngineError | None = None  # every call refused with this, before any byte
     received: list[dict[str, Any]] = field(default_factory=list)
     opened: list[ReplayStream] = field(default_factory=list)
+    forwarded: list[str] = field(default_factory=list)
 
     async def open_stream(self, call: EngineCall) -> ReplayStream:
         self.received.append(json.loads(call.body))
@@ -101,6 +102,11 @@ class ReplayEngine:
         return self.answers[call.path]
 
     async def forward(self, method: str, call: EngineCall) -> tuple[int, bytes]:
+        """A stored response: the recorded answer when its id matches, else 404."""
+        self.forwarded.append(call.path)
+        stored = self.answers.get("/v1/responses")
+        if stored is not None and call.affinity == json.loads(stored)["id"]:
+            return 200, stored
         return 404, b'{"error": {"message": "not found"}}'
 
     async def list_models(self) -> list[str]:
