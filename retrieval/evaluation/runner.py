@@ -24,7 +24,7 @@ from retrieval._search import DEFAULT_FUSION, Fusion
 from retrieval.evaluation.beir import BeirDataset, CorpusDocument
 from retrieval.evaluation.cache import EmbeddingCache
 from retrieval.evaluation.metrics import DEPTH, Run, evaluate
-from retrieval.sparse import SparseEncoder, tokenize
+from retrieval.sparse import DEFAULT_STEMMER, SparseEncoder, tokenize
 from retrieval.types import PointRecord, SearchMode, SparseVector, VectorStore
 
 Title = Literal["both", "dense", "sparse", "none"]
@@ -99,13 +99,15 @@ def evaluate_dataset(
     title: Title = "both",
     fusion: Fusion = DEFAULT_FUSION,
     split: str = "test",
+    stemmer: str | None = DEFAULT_STEMMER,
 ) -> EvaluationReport:
     """Index ``dataset`` into a new collection of ``store``, search it per mode, score it.
 
     The collection is deleted afterwards. ``sparse`` defaults to BM25's usual k1=1.2,
-    b=0.75 with the corpus's average length and the default stemmer.
+    b=0.75 with the corpus's average length and ``stemmer``.
     """
-    sparse = sparse or SparseEncoder(avgdl=max(average_length(dataset.corpus, title), 1.0))
+    avgdl = max(average_length(dataset.corpus, title), 1.0)
+    sparse = sparse or SparseEncoder(avgdl=avgdl, stemmer=stemmer)
     report = new_report(dataset, embedder, sparse, title, fusion, split)
     collection = f"eval_{uuid.uuid4().hex[:12]}"
     store.ensure_collection(collection, embedder.dimension)

@@ -237,3 +237,18 @@ def test_eval_command_refuses_bad_input(tmp_path: Path) -> None:
     result = runner.invoke(app, ["eval", "--dataset", str(TINY), "--mode", "fuzzy"])
     assert result.exit_code == 2
     assert "dense, sparse or hybrid" in result.output
+
+
+def test_eval_command_sweeps_a_grid(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["eval", "--dataset", str(TINY), "--split", "test", "--json",
+                                 "--no-cache", "--sweep", "rrf_k=10,60",
+                                 "--sweep", "stemmer=english,none"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    hybrid = [r for r in report["rows"] if r["mode"] == "hybrid"]
+    assert sorted((r["setting"]["rrf_k"], r["setting"]["stemmer"]) for r in hybrid) == [
+        (10, "english"), (10, "none"), (60, "english"), (60, "none")]  # fmt: skip
+    assert sum(r["mode"] == "dense" for r in report["rows"]) == 2  # once per index, not per k
+    bad = runner.invoke(app, ["eval", "--dataset", str(TINY), "--sweep", "colour=red"])
+    assert bad.exit_code == 2 and "NAME=V1,V2" in bad.output
