@@ -2,7 +2,9 @@
 
 Each ``engine`` replica starts one vLLM OpenAI server (``llm.launcher.LocalEngine``) as a
 child process on the resources Ray reserved for it: GPUs arrive as the replica's
-``CUDA_VISIBLE_DEVICES``, which the server inherits; CPUs as ``OMP_NUM_THREADS``. Tokens never
+``CUDA_VISIBLE_DEVICES``, which the server inherits. Ray's CPUs are only counted, not pinned:
+vLLM's CPU build binds its threads itself (``VLLM_CPU_OMP_THREADS_BIND``, settable in the
+YAML's ``env_vars``), so reserve a node's worth of CPUs for a CPU engine. Tokens never
 cross Ray: gateways stream from the server's own HTTP port (ray-project/ray#39705: streaming
 through an intermediate deployment ran at a third of direct).
 
