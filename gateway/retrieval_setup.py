@@ -14,9 +14,11 @@ import anyio
 
 from gateway.settings import Settings
 from gateway.store_access import GATEWAY_FILE
+from retrieval._search import Fusion
 from retrieval.batching import QueryBatcher
 from retrieval.embedder import Embedder
 from retrieval.factory import open_store
+from retrieval.rerank import Reranker
 from retrieval.retriever import Retriever
 from retrieval.sparse import SparseEncoder
 from retrieval.types import VectorStore
@@ -71,8 +73,8 @@ async def open_retrieval(
     store: VectorStore | None = None,
 ) -> RetrievalStack:
     """The stack for ``settings``; around ``store`` when the caller opened one already."""
-    embedder = await anyio.to_thread.run_sync(Embedder.load, settings.embedding_model)
-    sparse = SparseEncoder()
+    embedder = await anyio.to_thread.run_sync(load_embedder, settings)
+    sparse = sparse_encoder(settings)
     batcher = QueryBatcher(
         embedder,
         window_ms=settings.embed_batch_window_ms,
@@ -85,5 +87,36 @@ async def open_retrieval(
         except Exception as exc:  # noqa: BLE001 - serve chats without RAG rather than not at all
             log.error("%s could not be opened: %s", describe_store(settings), exc)
             return RetrievalStack(embedder, sparse, None, batcher, None, error=str(exc))
-    retriever = Retriever(batcher, sparse, store)
+    retriever = Retriever(
+        batcher, sparse, store, fusion=fusion(settings), reranker=reranker(settings)
+    )
     return RetrievalStack(embedder, sparse, store, batcher, retriever)
+
+
+def load_embedder(settings: Settings) -> Embedder:
+    """The configured embedding model on the configured backend (blocking: a worker thread)."""
+    return Embedder.load(settings.embedding_model, backend=settings.embedding_backend,
+                         cache_dir=settings.embedding_cache_dir)  # fmt: skip
+
+
+def sparse_encoder(settings: Settings) -> SparseEncoder:
+    """The keyword encoder for new collections (existing ones keep theirs)."""
+    stemmer = settings.sparse_stemmer
+    return SparseEncoder(stemmer=None if stemmer in ("", "none") else stemmer)
+
+
+def fusion(settings: Settings) -> Fusion:
+    return Fusion(settings.fusion, settings.rrf_k, settings.hybrid_sparse_weight)
+
+
+def reranker(settings: Settings) -> Reranker | None:
+    """The rerank stage when ``RAGSERVE_RERANK_URL`` is set."""
+    if not settings.rerank_url:
+        return None
+    return Reranker(
+        settings.rerank_url,
+        settings.rerank_model or "",
+        api_key=settings.rerank_api_key,
+        candidates=settings.rerank_candidates,
+        timeout_s=settings.rerank_timeout_s,
+    )
