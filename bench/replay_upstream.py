@@ -79,10 +79,11 @@ class Recording:
             model=model_match.group(1).decode(),
         )
 
-    def text(self) -> str:
+    def text(self, tokens: int | None = None) -> str:
+        """The text of the first ``tokens`` tokens (all by default), for whole answers."""
         return "".join(
             json.loads(event[6:])["choices"][0]["delta"].get("content") or ""
-            for event in self.tokens
+            for event in self.tokens[:tokens]
         )
 
 
@@ -233,14 +234,14 @@ class Connection(asyncio.Protocol):
             if body.get("stream"):
                 self._stream(script.render(*self._replayer.next_identity()), keep_alive)
                 return
+            text, used = recording.text(script.tokens), prompt_tokens(body)
+            message = {"role": "assistant", "content": text}
             answer = {
                 "id": "chatcmpl-replay", "object": "chat.completion",
                 "created": int(time.time()), "model": recording.model,
-                "choices": [{"index": 0, "finish_reason": "length",
-                             "message": {"role": "assistant", "content": recording.text()}}],
-                "usage": {"prompt_tokens": prompt_tokens(body),
-                          "completion_tokens": script.tokens,
-                          "total_tokens": prompt_tokens(body) + script.tokens},
+                "choices": [{"index": 0, "finish_reason": "length", "message": message}],
+                "usage": {"prompt_tokens": used, "completion_tokens": script.tokens,
+                          "total_tokens": used + script.tokens},
             }  # fmt: skip
             self._reply(200, answer, keep_alive)
         elif method == b"POST" and path == b"/tokenize":
