@@ -36,8 +36,21 @@ def serve(
             help="Gateway processes sharing the port (more than one needs a Qdrant server).",
         ),
     ] = 1,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Run the stack as a Ray Serve application (deploy/ray/serve.yaml; see DEPLOY.md).",
+        ),
+    ] = False,
 ) -> None:
     """Serve the gateway; without an engine URL, start a local vLLM engine first."""
+    if ray:
+        from serving.__main__ import main as serve_on_ray
+
+        args = [*(["--host", host] if host else []), *(["--port", str(port)] if port else [])]
+        args += [arg for url in engine_url or [] for arg in ("--engine-url", url)]
+        raise SystemExit(serve_on_ray(args))
     import uvicorn
 
     from gateway.app import create_app

@@ -34,7 +34,7 @@ async def api_key(request: Request) -> ApiKey | None:
     return key
 
 
-def app_services(request: Request) -> AppServices:
+async def app_services(request: Request) -> AppServices:  # async: no threadpool hop
     services: AppServices = request.app.state.services
     return services
 
