@@ -180,10 +180,13 @@ def main() -> None:
     parser.add_argument("--backend", default="torch", choices=list(BACKENDS))
     parser.add_argument("--compare", nargs="*", default=[], choices=list(BACKENDS))
     parser.add_argument("--compare-rounds", type=int, default=200)
+    parser.add_argument("--compare-only", action="store_true", help="stop after --compare")
     parser.add_argument("--cache-dir", default="data/models/embeddings")
     args = parser.parse_args()
     if args.compare:
         bench_backends(args.compare, args.cache_dir, args.compare_rounds)
+        if args.compare_only:
+            return
     embedder = Embedder.load(backend=args.backend, cache_dir=args.cache_dir)
     sparse = SparseEncoder()
     embedder.embed_queries(["warm up"])

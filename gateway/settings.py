@@ -94,8 +94,8 @@ class Settings(BaseSettings):
     # collections keep the encoder they were built with)
     sparse_stemmer: str = "english"
     # hybrid fusion: rrf (weighted by hybrid_sparse_weight, constant rrf_k) or dbsf
-    fusion: Literal["rrf", "dbsf"] = "rrf"
-    rrf_k: int = 60
+    fusion: Literal["rrf", "dbsf"] = "dbsf"
+    rrf_k: int = 5
     hybrid_sparse_weight: float = 1.0
     # optional reranking of the fused candidates by a /rerank endpoint (vLLM, Cohere, Jina)
     rerank_url: str | None = None  # the full endpoint URL, e.g. http://host:8000/v1/rerank
@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     # What a chat does when the vector store fails: "error" (503) or "degrade" (answer
     # without context, flagged in the response).
     on_store_error: Literal["error", "degrade"] = "degrade"
+    # Retrieved passages at least this similar (Jaccard over 3-word shingles) are sent once,
+    # listing every document they came from; 1.0: only the same text (whitespace aside).
+    dedupe_similarity: float = Field(default=1.0, gt=0.0, le=1.0)
     model_aliases: dict[str, ModelAlias] = Field(
         default_factory=lambda: {"docs": ModelAlias(collection="docs")}
     )

@@ -20,7 +20,7 @@ Edge admits one process per folder: a second one gets ``StoreLocked``.
 
 ``score_threshold``: dense mode, cosine similarity; sparse mode, the BM25 x IDF score; hybrid
 mode, the cosine floor of the dense branch (keyword hits are kept whatever their BM25 score, as
-their scores have no fixed scale) while returned scores are RRF scores.
+their scores have no fixed scale) while returned scores are fusion scores (see ``Fusion``).
 """
 
 from __future__ import annotations

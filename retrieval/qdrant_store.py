@@ -3,12 +3,12 @@
 Each collection has the named dense vector ``dense`` (cosine) and the sparse vector ``sparse``
 with ``Modifier.IDF``. ``ensure_collection("docs")`` creates ``docs_<time>_<id>`` behind the
 real alias ``docs`` (local mode keeps aliases too), so a re-index can switch atomically.
-Hybrid search is one Query API call: a dense and a sparse prefetch fused with RRF (k=60).
+Hybrid search is one Query API call: a dense and a sparse prefetch fused by ``Fusion``.
 Payload indexes are created on the server only (local mode ignores them).
 
 ``score_threshold``: dense mode, cosine similarity; sparse mode, the BM25 x IDF score; hybrid
 mode, the cosine floor of the dense prefetch (keyword hits are kept whatever their BM25 score)
-while returned scores are RRF scores.
+while returned scores are fusion scores.
 
 Local mode is not thread-safe, so its calls are serialised; server calls are not.
 """

@@ -109,8 +109,8 @@ class VectorStore(Protocol):
 
         ``score_threshold`` bounds, by mode: dense, the cosine similarity; sparse, the
         BM25 x IDF score; hybrid, the cosine similarity of the dense candidates (keyword
-        candidates are kept whatever their score). Hybrid scores are RRF scores (rank-based,
-        at most 2/61 with k=60), so compare them only within one result list.
+        candidates are kept whatever their score). Hybrid scores are fusion scores (DBSF's
+        normalised sums or RRF's rank-based ones), so compare them only within one result list.
         """
 
     def document_hashes(self, name: str) -> dict[str, str]:
