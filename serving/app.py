@@ -66,7 +66,7 @@ def build_app(args: dict[str, object]) -> Application:
             start_timeout_s=settings.engine_start_timeout_s,
             log_dir=_absolute(log_dir),
         )
-    return Gateway.bind(  # type: ignore[attr-defined]
+    return Gateway.bind(  # type: ignore[attr-defined,no-any-return]
         retrieval,
         registry,
         engines,

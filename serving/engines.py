@@ -22,6 +22,7 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import ray
@@ -68,7 +69,7 @@ def _alive(pid: int | None) -> bool:
     if pid is None:
         return False
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
@@ -79,7 +80,7 @@ class EngineReplica:
 
     async def __init__(  # type: ignore[misc]
         self,
-        registry: DeploymentHandle,
+        registry: DeploymentHandle[Any],
         *,
         model_dir: str,
         served_model_name: str,

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import FastAPI
 from ray import serve
@@ -50,7 +51,7 @@ def client_factory(settings: Settings) -> Callable[[str], VLLMClient]:
 
 
 async def remote_retrieval(
-    handle: DeploymentHandle, settings: Settings, *, serve_store: bool
+    handle: DeploymentHandle[Any], settings: Settings, *, serve_store: bool
 ) -> RetrievalStack:
     """The retrieval stack of a gateway replica, its embedder (and store) remote."""
     embedder = await RemoteEmbedder.connect(handle)
@@ -77,9 +78,9 @@ class Gateway:
 
     async def __init__(  # type: ignore[misc]
         self,
-        retrieval: DeploymentHandle,
-        registry: DeploymentHandle | None = None,
-        engines: DeploymentHandle | None = None,
+        retrieval: DeploymentHandle[Any],
+        registry: DeploymentHandle[Any] | None = None,
+        engines: DeploymentHandle[Any] | None = None,
         *,
         serve_store: bool = True,
         http_host: str = "127.0.0.1",

@@ -42,7 +42,7 @@ def _wait(response: Any) -> Any:
 class RemoteEmbedder(Embedder):
     """The embedder interface, served by the retrieval deployment."""
 
-    def __init__(self, handle: DeploymentHandle, info: dict[str, Any]) -> None:
+    def __init__(self, handle: DeploymentHandle[Any], info: dict[str, Any]) -> None:
         self._handle = handle
         self.name = str(info["name"])
         self._dimension = int(info["dimension"])
@@ -50,7 +50,7 @@ class RemoteEmbedder(Embedder):
         self._tokenizer: Any = None
 
     @classmethod
-    async def connect(cls, handle: DeploymentHandle) -> RemoteEmbedder:
+    async def connect(cls, handle: DeploymentHandle[Any]) -> RemoteEmbedder:
         return cls(handle, await handle.info.remote())
 
     @property
@@ -87,7 +87,7 @@ class RemoteEmbedder(Embedder):
 class RemoteStore:
     """A ``VectorStore`` kept by the retrieval replica (the embedded store admits one process)."""
 
-    def __init__(self, handle: DeploymentHandle) -> None:
+    def __init__(self, handle: DeploymentHandle[Any]) -> None:
         self._handle = handle
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:

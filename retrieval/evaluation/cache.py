@@ -54,7 +54,7 @@ class EmbeddingCache:
         key = cache_key(embedder, passages)
         path = self.folder / f"{key}.npy" if self.folder else None
         if path is not None and path.is_file():
-            vectors = np.load(path)
+            vectors: np.ndarray = np.load(path)
             if vectors.shape[0] == len(passages):
                 self.hits += 1
                 if on_progress:
