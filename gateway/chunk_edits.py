@@ -6,7 +6,12 @@ name, finish reason and usage are top-level or choice keys, never inside a JSON 
 (quotes are escaped there), so a byte search cannot be fooled by generated text.
 
 Slow path: the first chunk (sources), finish chunks (citations, timings), the usage chunk
-(metrics; dropped unless the client asked for it), errors and ``[DONE]``.
+(metrics; dropped unless the client asked for it), errors and ``[DONE]``. With
+``rag.citations: "strip"``, text chunks take it too: their text is rewritten (invented [n]
+markers removed, a trailing partial "[" held back until decided). Only those streams pay.
+
+Each fast-path event adds one to the observer's ``relayed`` count (a token, on vLLM), so a
+stream cut before the engine's usage chunk is still billed; the error event carries it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 
 from gateway.errors import ErrorInfo, error_body
 from gateway.proxy import Observer, Prepared
+from gateway.rag.citations import StreamingStripper, strip_invalid
 from gateway.relay import DONE, data_event, event_json, upstream_error
 
 _NOT_FINISHED = b'"finish_reason":null'
@@ -109,9 +115,15 @@ class ChunkEdits:
         public = json.dumps(prepared.public_model).encode()
         self._swap = (b'"model":' + engine, b'"model":' + public) if engine != public else None
         self._gatherer = TextGatherer(pattern, texts_of) if prepared.rag is not None else None
+        self._texts_of = texts_of
+        rag = prepared.rag
+        self._strip = rag is not None and rag.plan.citations == "strip"
+        self._available = len(rag.sources) if rag is not None else 0
+        self._strippers: dict[int, StreamingStripper] = {}
+        self._slow = True  # every event takes ``edit``: until the first, or when stripping
 
     def plain(self, event: bytes) -> bytes | None:
-        if self._first or _NOT_FINISHED not in event or _USAGE in event:
+        if self._slow or _NOT_FINISHED not in event or _USAGE in event:
             return None
         if not event.startswith(b"data:"):
             return None
@@ -119,6 +131,7 @@ class ChunkEdits:
             event = event.replace(self._swap[0], self._swap[1], 1)
         if self._gatherer is not None:
             self._gatherer.keep(event)
+        self._observer.relayed += 1
         return event + b"\n\n"
 
     def edit(self, event: bytes) -> bytes:
@@ -136,10 +149,15 @@ class ChunkEdits:
         out = b""
         if self._first and chunk.get("choices"):
             self._first = False
+            self._slow = self._strip
             self._observer.first_output()
             chunk.update(self._prepared.first_extras())
+        texts = self._texts_of(chunk)
+        self._observer.relayed += sum(1 for _, text in texts if text)
         if self._gatherer is not None:
-            self._gatherer.add(chunk)
+            self._gatherer.add(chunk)  # the text as the model wrote it: citations count it
+        if self._strip:
+            self._strip_choices(chunk)
         finished = [c for c in chunk.get("choices") or [] if c.get("finish_reason") is not None]
         if finished:
             index = int(finished[0].get("index", 0))
@@ -156,8 +174,42 @@ class ChunkEdits:
                 chunk["usage"] = None
         return out + data_event(chunk)
 
+    def _strip_choices(self, chunk: dict[str, Any]) -> None:
+        for choice in chunk.get("choices") or []:
+            index = int(choice.get("index", 0))
+            stripper = self._strippers.get(index)
+            if stripper is None:
+                stripper = self._strippers[index] = StreamingStripper(self._available)
+            text = _text_of(choice)
+            out = stripper.feed(text) if text else ""
+            if choice.get("finish_reason") is not None:
+                out += stripper.flush()
+            if out != text:
+                _set_text(choice, out)
+
+    async def settle(self) -> None:
+        await self._observer.settle()
+
     def failure(self, error: ErrorInfo) -> bytes:
-        return data_event(error_body(error)) + DONE
+        # What was spent before the end travels with the error: a billing client loses none.
+        return data_event({**error_body(error), "usage": self._observer.so_far()}) + DONE
+
+
+def _text_of(choice: dict[str, Any]) -> str:
+    delta = choice.get("delta")
+    if isinstance(delta, dict):
+        return delta.get("content") or ""
+    return choice.get("text") or ""
+
+
+def _set_text(choice: dict[str, Any], text: str) -> None:
+    delta = choice.get("delta")
+    if isinstance(delta, dict):
+        delta["content"] = text
+    elif isinstance(choice.get("message"), dict):
+        choice["message"]["content"] = text
+    else:
+        choice["text"] = text
 
 
 def finish_whole(
@@ -173,4 +225,11 @@ def finish_whole(
     first_text = next((text for index, text in texts(body) if index == 0), "")
     body.update(prepared.first_extras())
     body.update(prepared.final_extras(first_text))
+    rag = prepared.rag
+    if rag is not None and rag.plan.citations == "strip":
+        for choice in body.get("choices") or []:
+            message = choice.get("message")
+            text = message.get("content") if isinstance(message, dict) else choice.get("text")
+            if isinstance(text, str):
+                _set_text(choice, strip_invalid(text, len(rag.sources)))
     return body

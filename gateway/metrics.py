@@ -32,6 +32,11 @@ class Metrics:
         self.tokens = Counter(
             "ragserve_tokens_total", "Tokens by direction", ["direction"], registry=r
         )
+        # Per API key ("" without keys): bounded by the configured keys, never by clients.
+        self.key_tokens = Counter(
+            "ragserve_key_tokens_total", "Tokens by API key and direction, cut streams included",
+            ["key", "direction"], registry=r,
+        )  # fmt: skip
         self.retrieval_seconds = Histogram(
             "ragserve_retrieval_seconds", "Retrieval latency by stage", ["stage"],
             buckets=_FAST_BUCKETS, registry=r,

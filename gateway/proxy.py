@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from fastapi import Request
 from fastapi.responses import Response
 from starlette.background import BackgroundTask
@@ -23,12 +25,15 @@ from gateway.auth import ApiKey
 from gateway.errors import as_api_error
 from gateway.lifecycle import Lifecycle
 from gateway.metrics import Metrics
-from gateway.rag.citations import cited_numbers
+from gateway.rag.citations import citation_report
 from gateway.rag.pipeline import RagContext
+from gateway.rag.query import message_text
 from gateway.relay import StreamEdits, relay
 from gateway.sse import RelayResponse
 from gateway.timing import Timings
 from llm.types import Engine, EngineCall, EventStream
+
+log = logging.getLogger("ragserve.usage")
 
 # Every proxied route answers JSON, or SSE when the request streams.
 STREAM_OR_JSON: dict[int | str, dict[str, Any]] = {
@@ -61,20 +66,38 @@ class Prepared:
     def final_extras(self, text: str) -> dict[str, Any]:
         extras: dict[str, Any] = {"timings": self.timings.as_dict()}
         if self.rag is not None:
-            extras["citations"] = cited_numbers(text, len(self.rag.sources))
+            extras.update(citation_report(text, self.rag.sources))
         return extras
 
 
 class Observer:
-    """Per-stream metrics, taken on the slow path only (first event, usage, end)."""
+    """Per-request usage and metrics, taken on the slow path only (first event, usage, end).
 
-    __slots__ = ("_metrics", "_timings", "_first_ms", "_completion_tokens")
+    The relay counts the content events it passes (``relayed``, one integer increment an
+    event: one event is one token on vLLM), so a stream that ends before the engine's usage
+    chunk (client gone, drain, engine failure) is still billed: its completion tokens are
+    those relayed, its prompt tokens counted by the engine's tokenizer, only then.
+    """
 
-    def __init__(self, metrics: Metrics, timings: Timings) -> None:
+    __slots__ = ("_metrics", "_timings", "_first_ms", "_key", "_count_prompt", "_settled",
+                 "relayed", "prompt_tokens")  # fmt: skip
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        timings: Timings,
+        *,
+        key: ApiKey | None = None,
+        count_prompt: Callable[[], Awaitable[int]] | None = None,
+    ) -> None:
         self._metrics = metrics
         self._timings = timings
         self._first_ms: float | None = None
-        self._completion_tokens = 0
+        self._key = key
+        self._count_prompt = count_prompt
+        self._settled = False
+        self.relayed = 0  # content events relayed so far
+        self.prompt_tokens: int | None = None  # known before the end when RAG counted it
 
     def first_output(self) -> None:
         if self._first_ms is None:
@@ -83,12 +106,82 @@ class Observer:
             self._metrics.first_token_seconds.observe(self._first_ms / 1000)
 
     def usage(self, prompt_tokens: int, completion_tokens: int) -> None:
-        self._metrics.tokens.labels("in").inc(prompt_tokens)
-        self._metrics.tokens.labels("out").inc(completion_tokens)
-        self._completion_tokens = completion_tokens
+        """The engine's own usage figures: the request is accounted for."""
+        self.prompt_tokens = prompt_tokens
+        self._record(prompt_tokens, completion_tokens, complete=True)
         if self._first_ms is not None and completion_tokens > 1:
             gap_ms = (self._timings.elapsed_ms() - self._first_ms) / (completion_tokens - 1)
             self._metrics.inter_token_seconds.observe(gap_ms / 1000)
+
+    def so_far(self) -> dict[str, int]:
+        """Usage spent so far, in chat completion terms (the error event carries it)."""
+        prompt = self.prompt_tokens or 0
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": self.relayed,
+            "total_tokens": prompt + self.relayed,
+        }
+
+    async def settle(self) -> None:
+        """A stream's end: if the engine's usage never came, account for what was spent.
+
+        Bounded: an engine that just failed may not answer its tokenizer either.
+        """
+        if self._settled:
+            return
+        if self.prompt_tokens is None and self._count_prompt is not None:
+            with anyio.move_on_after(_PROMPT_COUNT_TIMEOUT_S):
+                try:
+                    self.prompt_tokens = await self._count_prompt()
+                except Exception:  # noqa: BLE001 - usage is best effort once the stream is cut
+                    log.warning("could not count the prompt tokens of a cut stream")
+        if not self._settled:  # a usage chunk may have come while we counted
+            self._record(self.prompt_tokens or 0, self.relayed, complete=False)
+
+    def _record(self, prompt_tokens: int, completion_tokens: int, *, complete: bool) -> None:
+        if self._settled:
+            return
+        self._settled = True
+        self._metrics.tokens.labels("in").inc(prompt_tokens)
+        self._metrics.tokens.labels("out").inc(completion_tokens)
+        name = self._key.name if self._key is not None else ""
+        self._metrics.key_tokens.labels(name, "in").inc(prompt_tokens)
+        self._metrics.key_tokens.labels(name, "out").inc(completion_tokens)
+        log.info(
+            "usage",
+            extra={"key": name, "prompt_tokens": prompt_tokens,
+                   "completion_tokens": completion_tokens, "complete": complete},
+        )  # fmt: skip
+
+
+_PROMPT_COUNT_TIMEOUT_S = 2.0
+
+
+async def count_prompt_tokens(engine: Engine, prepared: Prepared) -> int:
+    """The prompt tokens of a prepared call, by the engine's tokenizer (a cut stream's bill).
+
+    Chat messages through the chat template; a completion's prompt as text; a Responses
+    input as the chat it becomes. Tool schemas are not counted.
+    """
+    body = json.loads(prepared.call.body)
+    model = prepared.engine_model
+    if isinstance(body.get("messages"), list):
+        return await engine.count_chat_tokens(model, body["messages"])
+    if isinstance(body.get("prompt"), str):
+        return await engine.count_prompt_tokens(model, body["prompt"])
+    items = body.get("input")
+    messages = []
+    if body.get("instructions"):
+        messages.append({"role": "system", "content": body["instructions"]})
+    if isinstance(items, str):
+        messages.append({"role": "user", "content": items})
+    elif isinstance(items, list):
+        messages.extend(
+            {"role": item["role"], "content": message_text(item)}
+            for item in items
+            if isinstance(item, dict) and isinstance(item.get("role"), str)
+        )
+    return await engine.count_chat_tokens(model, messages) if messages else 0
 
 
 def observe_retrieval(metrics: Metrics, timings: Timings) -> None:
@@ -134,7 +227,14 @@ async def serve(
     except ClientDisconnected:
         return Response(status_code=499)
     timings = prepared.timings
-    observer = Observer(services.metrics, timings)
+    observer = Observer(
+        services.metrics,
+        timings,
+        key=key,
+        count_prompt=lambda: count_prompt_tokens(services.engine, prepared),
+    )
+    if prepared.rag is not None:
+        observer.prompt_tokens = prepared.rag.prompt_tokens
     if stream is not None:
         services.metrics.active_streams.inc()
         return RelayResponse(
@@ -143,7 +243,7 @@ async def serve(
             # Our drain deadline ends streams with an error event; sse-starlette's own
             # exit handling would cut them at once, so it waits a little longer.
             shutdown_grace_period=services.lifecycle.drain_timeout_s + 5,
-            background=BackgroundTask(_end_stream, stream, slot, services.metrics),
+            background=BackgroundTask(_end_stream, stream, slot, services.metrics, observer),
             # What is known before the first byte; the rest travels in the final event.
             headers={"Server-Timing": timings.header(total=False)},
         )
@@ -181,12 +281,15 @@ async def _admit_and_start(
         raise
 
 
-async def _end_stream(stream: EventStream, slot: Slot, metrics: Metrics) -> None:
+async def _end_stream(
+    stream: EventStream, slot: Slot, metrics: Metrics, observer: Observer
+) -> None:
     try:
         await stream.aclose()  # a client gone mid-stream: this aborts the engine's work
     finally:
         metrics.active_streams.dec()
         slot.release()
+        await observer.settle()  # after the slot: a cut stream's bill holds no capacity
 
 
 def tenant_salt(key: ApiKey | None, client_salt: str | None) -> str | None:

@@ -69,6 +69,9 @@ class StreamEdits(Protocol):
     def failure(self, error: ErrorInfo) -> bytes:
         """The framed error event and whatever ends the stream after it."""
 
+    async def settle(self) -> None:
+        """A stream cut short: account for its usage before ``failure`` reports it."""
+
 
 class DrainWatch(Protocol):
     def watch(self, on_deadline: Callable[[], None]) -> Callable[[], None]:
@@ -85,6 +88,11 @@ class _Drained:
     def __call__(self) -> None:
         self.hit = True
         self.stream.abort()  # the pending read ends; vLLM sees the disconnect and aborts
+
+
+async def _failed(edits: StreamEdits, error: ErrorInfo) -> bytes:
+    await edits.settle()
+    return edits.failure(error)
 
 
 async def relay(
@@ -122,12 +130,12 @@ async def relay(
             if edits.finished:
                 return
         if drained.hit:
-            yield edits.failure(SHUTTING_DOWN)
+            yield await _failed(edits, SHUTTING_DOWN)
         else:
             raise EngineLost("the engine stream ended before the generation finished")
     except EngineError as exc:
-        yield edits.failure(SHUTTING_DOWN if drained.hit else as_api_error(exc).info())
+        yield await _failed(edits, SHUTTING_DOWN if drained.hit else as_api_error(exc).info())
     except Exception as exc:  # noqa: BLE001 - every failure becomes an error event
-        yield edits.failure(as_api_error(exc).info())
+        yield await _failed(edits, as_api_error(exc).info())
     finally:
         unwatch()

@@ -20,5 +20,7 @@ class RagOptions(BaseModel):
     filter: dict[str, Any] | None = None
     mode: Literal["dense", "sparse", "hybrid"] | None = None
     min_score: float | None = None
+    # "strip": invalid [n] markers (no such passage) are removed from the text as it streams.
+    citations: Literal["keep", "strip"] | None = None
 
     _top_k = field_validator("top_k", mode="before")(integral)

@@ -8,6 +8,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from gateway.auth import ApiKey, restrict
 from gateway.errors import InvalidRequest, store_unavailable
+from gateway.rag.dedupe import collapse_duplicates
 from gateway.rag.options import RagOptions
 from gateway.rag.prompt import (
     Passage,
@@ -52,6 +53,9 @@ class RagDefaults:
     min_score: float | None
     on_store_error: Literal["error", "degrade"]
     answer_reserve_tokens: int = 256
+    # Passages at least this similar (Jaccard over word shingles) are sent once; 1.0: only
+    # the same text (after whitespace normalisation).
+    dedupe_similarity: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class RagPlan:
     mode: SearchMode
     flt: PayloadFilter | None
     min_score: float | None
+    citations: Literal["keep", "strip"] = "keep"
 
 
 @dataclass
@@ -72,6 +77,7 @@ class RagContext:
     sources: list[dict[str, Any]] = field(default_factory=list)
     degraded_reason: str | None = None
     context_tokens: int = 0
+    prompt_tokens: int | None = None  # the whole prompt, when fitting it counted it
 
     def info(self) -> dict[str, Any]:
         info: dict[str, Any] = {
@@ -98,7 +104,8 @@ def plan_retrieval(
     """
     options = options or RagOptions()
     alias_on = alias is not None and alias.collection is not None
-    sent = options.model_dump(exclude_none=True, exclude={"enabled"})
+    # What to do with the answer's markers does not, alone, turn retrieval on.
+    sent = options.model_dump(exclude_none=True, exclude={"enabled", "citations"})
     enabled = options.enabled if options.enabled is not None else (alias_on or bool(sent))
     if not enabled:
         return None
@@ -112,6 +119,7 @@ def plan_retrieval(
         mode=SearchMode(options.mode or alias.mode or defaults.mode),
         flt=restrict(key, collection, options.filter),
         min_score=_first_set(options.min_score, alias.min_score, defaults.min_score),
+        citations=options.citations or "keep",
     )
 
 
@@ -131,8 +139,13 @@ def _passage(number: int, hit: SearchHit) -> Passage:
     )
 
 
-def _source(passage: Passage, hit: SearchHit) -> dict[str, Any]:
-    return {
+def _origin(hit: SearchHit) -> dict[str, Any]:
+    return {"source": hit.payload.get("source", ""), "doc_id": hit.payload.get("doc_id"),
+            "chunk_id": hit.id}  # fmt: skip
+
+
+def _source(passage: Passage, hit: SearchHit, copies: list[SearchHit]) -> dict[str, Any]:
+    source = {
         "id": passage.number,
         "title": passage.title,
         "source": passage.source,
@@ -143,6 +156,9 @@ def _source(passage: Passage, hit: SearchHit) -> dict[str, Any]:
         "score": round(hit.score, 6),
         "text": hit.text,
     }
+    if copies:
+        source["also_in"] = [_origin(copy) for copy in copies]
+    return source
 
 
 class RagPipeline:
@@ -234,6 +250,9 @@ class RagPipeline:
             return render([], ""), context
 
         with timings.stage("prompt"):
+            # Before numbering: the same paragraph from two copies of a file takes one slot.
+            groups = collapse_duplicates(hits, self.defaults.dedupe_similarity)
+            hits = [hit for hit, _ in groups]
             passages = [_passage(i, hit) for i, hit in enumerate(hits, start=1)]
             nonce = new_fence_nonce()
             max_len = await self._engine.max_model_len(engine_model)
@@ -249,5 +268,6 @@ class RagPipeline:
                 )
                 augmented, kept = fitted.prompt, fitted.passages
                 context.context_tokens = fitted.context_tokens
-        context.sources = [_source(p, hits[p.number - 1]) for p in kept]
+                context.prompt_tokens = fitted.prompt_tokens
+        context.sources = [_source(p, *groups[p.number - 1]) for p in kept]
         return augmented, context

@@ -54,8 +54,12 @@ class ResponseEdits:
 
     def plain(self, event: bytes) -> bytes | None:
         if event.startswith(_TEXT_DELTA):
+            self._observer.relayed += 1  # one delta, one token: a cut stream's bill
             return event + b"\n\n"
         return None
+
+    async def settle(self) -> None:
+        await self._observer.settle()
 
     def edit(self, event: bytes) -> bytes:
         if event.startswith(b":"):
@@ -91,5 +95,15 @@ class ResponseEdits:
             "sequence_number": self._sequence + 1,
             # OpenAI's SDKs raise on an event whose data has an "error" key.
             "error": error.model_dump(),
+            "usage": _response_usage(self._observer.so_far()),
         }
         return b"event: error\n" + data_event(body)
+
+
+def _response_usage(usage: dict[str, int]) -> dict[str, int]:
+    """Chat usage in the Responses API's names."""
+    return {
+        "input_tokens": usage["prompt_tokens"],
+        "output_tokens": usage["completion_tokens"],
+        "total_tokens": usage["total_tokens"],
+    }
