@@ -97,12 +97,34 @@ def build_admission(settings: Settings, metrics: Metrics) -> Admission:
 def build_services(
     settings: Settings,
     engine: Engine,
-    models: ModelRegistry,
-    pipeline: RagPipeline,
+    retrieval: RetrievalStack,
     state: State,
 ) -> AppServices:
+    """The routes' services, each built once, wired to each other here and nowhere else."""
+    models = ModelRegistry(engine, settings.model_aliases)
+    pipeline = RagPipeline(retrieval.retriever, engine, rag_defaults(settings))
+    store = retrieval.store
+    documents = (
+        # The composition root wires ingest in; gateway modules know only the seam.
+        DocumentService(
+            StoreTarget(store, retrieval.embedder, retrieval.sparse,
+                        max_bytes=settings.max_upload_bytes),
+            store,
+            settings.max_upload_bytes,
+        )
+        if store is not None
+        else None
+    )  # fmt: skip
     return AppServices(
+        settings=settings,
+        keys=state.keys,
         proxy=Services(engine, state.admission, state.lifecycle, state.metrics),
+        models=models,
+        retrieval=retrieval,
+        embeddings=EmbeddingService(
+            retrieval.embedder, embedding_model_name(settings.embedding_model)
+        ),
+        documents_service=documents,
         chat=ChatService(
             engine,
             models,
@@ -131,31 +153,11 @@ def create_app(
         app.state.retrieval = retrieval or await open_retrieval(
             settings, on_batch=app.state.metrics.embed_batch_size.observe
         )
-        app.state.models = ModelRegistry(app.state.engine, settings.model_aliases)
-        pipeline = RagPipeline(
-            app.state.retrieval.retriever, app.state.engine, rag_defaults(settings)
-        )
         app.state.lifecycle.install()
         app.state.keys = KeyRing(load_keys(settings.api_keys, settings.api_keys_file))
         app.state.admission = build_admission(settings, app.state.metrics)
         app.state.services = build_services(
-            settings, app.state.engine, app.state.models, pipeline, app.state
-        )
-        app.state.embeddings = EmbeddingService(
-            app.state.retrieval.embedder, embedding_model_name(settings.embedding_model)
-        )
-        stack = app.state.retrieval
-        app.state.documents = (
-            DocumentService(
-                # The composition root wires ingest in; gateway modules know only the seam.
-                StoreTarget(
-                    stack.store, stack.embedder, stack.sparse, max_bytes=settings.max_upload_bytes
-                ),
-                stack.store,
-                settings.max_upload_bytes,
-            )  # fmt: skip
-            if stack.store is not None
-            else None
+            settings, app.state.engine, app.state.retrieval, app.state
         )
         checks = None
         if isinstance(app.state.engine, Router) and settings.engine_health_interval_s > 0:

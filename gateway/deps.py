@@ -8,22 +8,41 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends, Request
 
 from gateway.auth import ApiKey, KeyRing
+from gateway.errors import store_unavailable
 
 if TYPE_CHECKING:
     from gateway.chat.service import ChatService
     from gateway.completions.service import CompletionsService
+    from gateway.documents.service import DocumentService
+    from gateway.embeddings.service import EmbeddingService
+    from gateway.models import ModelRegistry
     from gateway.proxy import Services
     from gateway.responses.service import ResponsesService
+    from gateway.retrieval_setup import RetrievalStack
+    from gateway.settings import Settings
 
 
 @dataclass(frozen=True)
 class AppServices:
-    """Everything the proxied routes use, built in the app's lifespan."""
+    """Everything the routes use, built once in the app's lifespan."""
 
-    proxy: Services
+    settings: Settings
+    keys: KeyRing
+    proxy: Services  # the engine, admission, drain and metrics
+    models: ModelRegistry
+    retrieval: RetrievalStack
+    embeddings: EmbeddingService
+    documents_service: DocumentService | None  # None: the store could not be opened
     chat: ChatService
     completions: CompletionsService
     responses: ResponsesService
+
+    @property
+    def documents(self) -> DocumentService:
+        """The documents service, or the store's 503 when there is none."""
+        if self.documents_service is None:
+            raise store_unavailable(self.retrieval.error)
+        return self.documents_service
 
 
 async def api_key(request: Request) -> ApiKey | None:

@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from gateway.deps import api_key
+from gateway.deps import ServicesDep, api_key
 from gateway.errors import ERROR_RESPONSES, as_api_error, error_body
-from gateway.models import ModelRegistry
-from llm.types import Engine
 
 router = APIRouter()
 
@@ -31,14 +29,13 @@ class ModelList(BaseModel):
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request) -> Response:
-    registry = request.app.state.metrics.registry
-    request.app.state.metrics.event_loop_tasks.set(len(asyncio.all_tasks()))
-    engine = request.app.state.engine
-    for replica in getattr(engine, "replicas", []):
+async def metrics(services: ServicesDep) -> Response:
+    gauges = services.proxy.metrics
+    gauges.event_loop_tasks.set(len(asyncio.all_tasks()))
+    for replica in getattr(services.proxy.engine, "replicas", []):
         healthy = 0.0 if replica.state.open_until else 1.0
-        request.app.state.metrics.upstream_healthy.labels(replica.url).set(healthy)
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        gauges.upstream_healthy.labels(replica.url).set(healthy)
+    return Response(generate_latest(gauges.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz")
@@ -47,11 +44,10 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {"description": "not ready"}})
-async def readyz(request: Request) -> JSONResponse:
-    if request.app.state.lifecycle.draining:
+async def readyz(services: ServicesDep) -> JSONResponse:
+    if services.proxy.lifecycle.draining:
         return JSONResponse({"status": "draining", "engine": None}, status_code=503)
-    engine: Engine = request.app.state.engine
-    ready = await engine.is_ready()
+    ready = await services.proxy.engine.is_ready()
     return JSONResponse(
         {"status": "ready" if ready else "not ready", "engine": ready},
         status_code=200 if ready else 503,
@@ -64,10 +60,9 @@ async def readyz(request: Request) -> JSONResponse:
     responses=ERROR_RESPONSES,
     dependencies=[Depends(api_key)],
 )
-async def list_models(request: Request) -> JSONResponse:
-    registry: ModelRegistry = request.app.state.models
+async def list_models(services: ServicesDep) -> JSONResponse:
     try:
-        names = [*await registry.public_names(), request.app.state.embeddings.model_name]
+        names = [*await services.models.public_names(), services.embeddings.model_name]
     except Exception as exc:  # noqa: BLE001
         error = as_api_error(exc)
         return JSONResponse(error_body(error.info()), status_code=error.status)

@@ -4,28 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 
-from gateway.auth import ApiKey
-from gateway.deps import api_key
+from gateway.deps import KeyDep, ServicesDep
 from gateway.documents.protocol import DeleteResult, DocumentList, UploadResult
-from gateway.documents.service import DocumentService, Origin, parse_form_tags
-from gateway.errors import ERROR_RESPONSES, store_unavailable
+from gateway.documents.service import Origin, parse_form_tags
+from gateway.errors import ERROR_RESPONSES
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
 
-def _service(request: Request) -> DocumentService:
-    service: DocumentService | None = request.app.state.documents
-    if service is None:
-        raise store_unavailable(request.app.state.retrieval.error)
-    return service
-
-
 @router.post("/v1/documents", response_model=UploadResult)
 async def upload_document(
-    request: Request,
-    key: Annotated[ApiKey | None, Depends(api_key)],
+    services: ServicesDep,
+    key: KeyDep,
     file: Annotated[UploadFile, File(description="The document (.txt .md .html .pdf .docx)")],
     collection: Annotated[str | None, Form(min_length=1, max_length=255)] = None,
     doc_id: Annotated[str | None, Form(min_length=1, max_length=1024)] = None,
@@ -36,36 +28,36 @@ async def upload_document(
     ] = "upload",
 ) -> UploadResult:
     data = await file.read()
-    return await _service(request).upload(
+    return await services.documents.upload(
         data,
         file.filename or "",
-        collection=collection or request.app.state.settings.collection,
+        collection=collection or services.settings.collection,
         doc_id=doc_id,
         source=source,
         tags=parse_form_tags(tags),
         key=key,
-        reserved_tags=request.app.state.keys.tenant_tag_names,
+        reserved_tags=services.keys.tenant_tag_names,
         origin=origin,
     )
 
 
 @router.get("/v1/documents", response_model=DocumentList)
 async def list_documents(
-    request: Request,
-    key: Annotated[ApiKey | None, Depends(api_key)],
+    services: ServicesDep,
+    key: KeyDep,
     collection: Annotated[str | None, Query(min_length=1)] = None,
 ) -> DocumentList:
-    target = collection or request.app.state.settings.collection
-    return DocumentList(data=await _service(request).list(target, key))
+    target = collection or services.settings.collection
+    return DocumentList(data=await services.documents.list(target, key))
 
 
 @router.delete("/v1/documents", response_model=DeleteResult)
 async def delete_document(
-    request: Request,
-    key: Annotated[ApiKey | None, Depends(api_key)],
+    services: ServicesDep,
+    key: KeyDep,
     doc_id: Annotated[str, Query(min_length=1)],
     collection: Annotated[str | None, Query(min_length=1)] = None,
     origin: Annotated[Origin | None, Query(description="only if it came from there")] = None,
 ) -> DeleteResult:
-    target = collection or request.app.state.settings.collection
-    return await _service(request).delete(target, doc_id, key, origin)
+    target = collection or services.settings.collection
+    return await services.documents.delete(target, doc_id, key, origin)

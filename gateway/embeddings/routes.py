@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
-from gateway.deps import api_key
+from gateway.deps import ServicesDep, api_key
 from gateway.embeddings.protocol import EmbeddingRequest, EmbeddingResponse
-from gateway.embeddings.service import EmbeddingService
 from gateway.errors import ERROR_RESPONSES
 
 router = APIRouter()
@@ -18,6 +17,5 @@ router = APIRouter()
     responses=ERROR_RESPONSES,
     dependencies=[Depends(api_key)],
 )
-async def create_embeddings(body: EmbeddingRequest, request: Request) -> EmbeddingResponse:
-    service: EmbeddingService = request.app.state.embeddings
-    return await service.embed(body)
+async def create_embeddings(body: EmbeddingRequest, services: ServicesDep) -> EmbeddingResponse:
+    return await services.embeddings.embed(body)

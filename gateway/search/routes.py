@@ -3,13 +3,11 @@ holds the embedded store."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import anyio
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 
 from gateway.auth import ApiKey, Forbidden, restrict
-from gateway.deps import api_key
+from gateway.deps import AppServices, KeyDep, ServicesDep
 from gateway.errors import ERROR_RESPONSES, InvalidRequest, NotFound, store_unavailable
 from gateway.retrieval_setup import RetrievalStack
 from gateway.search.protocol import (
@@ -32,20 +30,18 @@ def _not_found(name: str) -> NotFound:
     )
 
 
-def _stack(request: Request) -> RetrievalStack:
-    stack: RetrievalStack = request.app.state.retrieval
+def _stack(services: AppServices) -> RetrievalStack:
+    stack = services.retrieval
     if stack.retriever is None or stack.store is None:
         raise store_unavailable(stack.error)
     return stack
 
 
 @router.post("/v1/search", response_model=SearchResponse)
-async def search(
-    body: SearchRequest, request: Request, key: Annotated[ApiKey | None, Depends(api_key)]
-) -> SearchResponse:
-    stack = _stack(request)
+async def search(body: SearchRequest, services: ServicesDep, key: KeyDep) -> SearchResponse:
+    stack = _stack(services)
     assert stack.retriever is not None
-    collection = body.collection or request.app.state.settings.collection
+    collection = body.collection or services.settings.collection
     flt = restrict(key, collection, body.filter, param="collection")
     try:
         found = await stack.retriever.retrieve(
@@ -85,10 +81,8 @@ def _visible(key: ApiKey | None, names: list[str]) -> list[str]:
 
 
 @router.get("/v1/collections", response_model=CollectionList)
-async def list_collections(
-    request: Request, key: Annotated[ApiKey | None, Depends(api_key)]
-) -> CollectionList:
-    store: VectorStore | None = _stack(request).store
+async def list_collections(services: ServicesDep, key: KeyDep) -> CollectionList:
+    store: VectorStore | None = _stack(services).store
     assert store is not None
 
     scope = key.filter if key is not None else None  # a tenant counts only its own points
@@ -101,10 +95,8 @@ async def list_collections(
 
 
 @router.delete("/v1/collections/{name}")
-async def delete_collection(
-    name: str, request: Request, key: Annotated[ApiKey | None, Depends(api_key)]
-) -> dict[str, object]:
-    store = _stack(request).store
+async def delete_collection(name: str, services: ServicesDep, key: KeyDep) -> dict[str, object]:
+    store = _stack(services).store
     assert store is not None
     restrict(key, name, None, param="name")
     if key is not None and key.filter:
@@ -133,11 +125,11 @@ def _require_unrestricted(key: ApiKey | None, action: str) -> None:
 
 @router.post("/v1/collections/{name}/versions", response_model=CollectionVersion)
 async def create_collection_version(
-    name: str, request: Request, key: Annotated[ApiKey | None, Depends(api_key)]
+    name: str, services: ServicesDep, key: KeyDep
 ) -> CollectionVersion:
     """Start a re-index: a fresh collection beside the one ``name`` points at."""
     _require_unrestricted(key, "re-indexing")
-    stack = _stack(request)
+    stack = _stack(services)
     assert stack.store is not None
     try:
         fresh = await anyio.to_thread.run_sync(
@@ -152,12 +144,12 @@ async def create_collection_version(
 async def switch_collection_alias(
     name: str,
     body: AliasSwitch,
-    request: Request,
-    key: Annotated[ApiKey | None, Depends(api_key)],
+    services: ServicesDep,
+    key: KeyDep,
 ) -> CollectionVersion:
     """Finish a re-index: point ``name`` at the new version atomically, drop the old one."""
     _require_unrestricted(key, "re-indexing")
-    stack = _stack(request)
+    stack = _stack(services)
     assert stack.store is not None
     if not body.collection.startswith(f"{name}_"):
         raise InvalidRequest(
