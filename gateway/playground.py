@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from gateway.auth import KeyRing
 from gateway.embeddings.service import embedding_model_name
 from gateway.errors import NotFound
+from gateway.settings import Settings
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -52,6 +53,20 @@ class PlaygroundConfig(BaseModel):
     auth_required: bool
     # /v1/models lists the embedding model too; the page leaves it out of the chat picker.
     embedding_model: str
+    # What the page answers from until the user picks: the alias that searches the default
+    # collection (``docs``), else that collection with the first chat model.
+    default_model: str | None
+    default_collection: str
+
+
+def default_alias(settings: Settings) -> str | None:
+    """The model alias that searches the server's default collection, if one does."""
+    aliases = [
+        name
+        for name, alias in settings.model_aliases.items()
+        if alias.collection == settings.collection
+    ]
+    return settings.collection if settings.collection in aliases else next(iter(aliases), None)
 
 
 def _static_file(name: str) -> FileResponse:
@@ -70,10 +85,12 @@ async def index() -> FileResponse:
 @router.get("/playground/config.json", response_model=PlaygroundConfig)
 async def config(request: Request) -> PlaygroundConfig:
     keys: KeyRing = request.app.state.keys
-    settings = request.app.state.settings
+    settings: Settings = request.app.state.settings
     return PlaygroundConfig(
         auth_required=keys.enabled,
         embedding_model=embedding_model_name(settings.embedding_model),
+        default_model=default_alias(settings),
+        default_collection=settings.collection,
     )
 
 

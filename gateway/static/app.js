@@ -42,6 +42,7 @@ const documents = new DocumentsPanel(
 );
 
 let embeddingModel = null; // listed by /v1/models, but it cannot chat
+let defaults = { model: null, collection: null }; // the server's default target
 let history = []; // the finished turns, sent with each question for follow-ups
 let running = null; // the AbortController of the answer being streamed
 
@@ -63,6 +64,7 @@ async function start() {
     return;
   }
   embeddingModel = config.embedding_model;
+  defaults = { model: config.default_model ?? null, collection: config.default_collection ?? null };
   if (config.auth_required) {
     els.keyForm.hidden = false;
     api.key = sessionStorage.getItem(KEY_STORAGE) ?? "";
@@ -110,10 +112,15 @@ function showTargets(chatModels, collections) {
   els.target.replaceChildren(...groups);
   els.target.dataset.chatModel = chatModels[0] ?? "";
   const values = [...els.target.options].map((option) => option.value);
-  // Keep the user's pick; else search the first collection (what the page is for).
-  els.target.value = values.includes(previous)
-    ? previous
-    : values.find((v) => v.startsWith("collection:")) ?? values[0] ?? "";
+  // Keep the user's pick; else the server's default (the `docs` alias, or its collection);
+  // else search the first collection (what the page is for).
+  const preferred = [
+    previous,
+    defaults.model && `model:${defaults.model}`,
+    defaults.collection && `collection:${defaults.collection}`,
+  ];
+  els.target.value = preferred.find((v) => v && values.includes(v))
+    ?? values.find((v) => v.startsWith("collection:")) ?? values[0] ?? "";
   els.target.disabled = values.length === 0;
   updateButtons();
 }

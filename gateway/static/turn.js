@@ -105,6 +105,14 @@ export class Turn {
         link.textContent = number[0];
         link.setAttribute("aria-label", `source ${n}: ${this.sources[n - 1].title || "untitled"}`);
         out.append(link);
+      } else if (this.sources.length) {
+        // A number no passage carries: the model made it up (the finish chunk lists it in
+        // invalid_citations).
+        const invented = document.createElement("s");
+        invented.className = "cite-invalid";
+        invented.title = "no such source";
+        invented.textContent = number[0];
+        out.append(invented);
       } else {
         out.append(number[0]);
       }

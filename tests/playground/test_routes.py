@@ -94,6 +94,8 @@ def test_config_tells_the_page_whether_it_needs_a_key_without_one(client: TestCl
     assert client.get("/playground/config.json").json() == {
         "auth_required": False,
         "embedding_model": "all-MiniLM-L6-v2",
+        "default_model": "docs",
+        "default_collection": "docs",
     }
     secured = TestClient(playground_app([ApiKey(name="k", sha256=digest(SECRET))]))
     response = secured.get("/playground/config.json")  # no Authorization header
@@ -101,3 +103,31 @@ def test_config_tells_the_page_whether_it_needs_a_key_without_one(client: TestCl
     assert response.json()["auth_required"] is True
     assert digest(SECRET) not in response.text
     assert secured.get("/").status_code == 200  # the page loads before a key is entered
+
+
+@pytest.mark.parametrize(
+    ("settings", "model", "collection"),
+    [
+        ({}, "docs", "docs"),  # the shipped default: the docs alias
+        ({"collection": "manuals", "model_aliases": {"a": {"collection": "x"},
+          "handbook": {"collection": "manuals"}}}, "handbook", "manuals"),
+        ({"collection": "manuals", "model_aliases": {}}, None, "manuals"),
+    ],
+)  # fmt: skip
+def test_config_names_the_default_target_not_the_first_in_order(
+    settings: dict[str, object], model: str | None, collection: str
+) -> None:
+    app = playground_app([])
+    app.state.settings = Settings(embedding_model=None, **settings)
+    body = TestClient(app).get("/playground/config.json").json()
+    assert (body["default_model"], body["default_collection"]) == (model, collection)
+
+
+def test_the_page_prefers_the_server_default_over_the_first_collection(
+    client: TestClient,
+) -> None:
+    """The picker's choice is made in app.js: it reads the defaults from config.json."""
+    script = client.get("/playground/app.js").text
+    assert "config.default_model" in script and "config.default_collection" in script
+    turn = client.get("/playground/turn.js").text
+    assert '"no such source"' in turn  # invented markers are struck through
