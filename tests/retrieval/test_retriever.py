@@ -84,3 +84,26 @@ async def test_unknown_collection_and_closed_store(retriever: Retriever) -> None
         await retriever.retrieve(
             "x", collection="docs", top_k=3, mode=SearchMode.DENSE, flt=None, min_score=None
         )
+
+
+async def test_a_failing_reranker_leaves_the_fused_order(
+    tmp_path: Path,
+    embedder: Embedder,
+    sparse_encoder: SparseEncoder,
+    corpus: dict[str, PointRecord],
+) -> None:
+    from retrieval.rerank import ERROR, Reranker
+
+    store = EdgeStore(tmp_path)
+    store.ensure_collection("docs", embedder.dimension)
+    store.upsert("docs", list(corpus.values()))
+    plain = Retriever(QueryBatcher(embedder), sparse_encoder, store)
+    # nothing listens on port 9: the endpoint refuses at once
+    reranker = Reranker("http://127.0.0.1:9/v1/rerank", "m", candidates=6, timeout_s=5)
+    reranked = Retriever(QueryBatcher(embedder), sparse_encoder, store, reranker=reranker)
+    args = {"collection": "docs", "top_k": 3, "mode": SearchMode.HYBRID}
+    expected = await plain.retrieve("How do I reset my password?", **args)
+    result = await reranked.retrieve("How do I reset my password?", **args)
+    assert [h.id for h in result.hits] == [h.id for h in expected.hits]
+    assert result.rerank == ERROR and reranker.counts[ERROR] == 1 and expected.rerank is None
+    store.close()
