@@ -89,7 +89,9 @@ class Settings(BaseSettings):
     # torch, or the same weights exported to ONNX Runtime (onnx: same vectors, faster;
     # onnx-int8: quantised, see docs/EVALUATION.md); exports are cached in embedding_cache_dir
     embedding_backend: Literal["torch", "onnx", "onnx-int8"] = "onnx"
-    embedding_cache_dir: Path = Path("data/models/embeddings")
+    embedding_cache_dir: Path = Field(
+        default_factory=lambda data: data["data_dir"] / "models" / "embeddings"
+    )
     # keyword encoder of new collections: a Snowball language, or "none" (existing
     # collections keep the encoder they were built with)
     sparse_stemmer: str = "english"
@@ -150,7 +152,9 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("data_dir", "qdrant_path", "engine_model_dir", mode="after")
+    @field_validator(
+        "data_dir", "qdrant_path", "engine_model_dir", "embedding_cache_dir", mode="after"
+    )
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         # A relative value is the caller's folder's, resolved once here: every later use,
