@@ -26,15 +26,15 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from ingest.chunker import Chunker  # noqa: E402
-from ingest.files import discover, doc_id_for  # noqa: E402
-from ingest.indexer import DEFAULT_BATCH_SIZE, EMBED_BATCH_SIZE  # noqa: E402
-from ingest.loaders import load_path  # noqa: E402
-from ingest.pipeline import ingest_paths  # noqa: E402
-from ingest.targets import StoreTarget  # noqa: E402
-from retrieval.embedder import BACKENDS, Embedder  # noqa: E402
-from retrieval.factory import open_store  # noqa: E402
-from retrieval.sparse import SparseEncoder  # noqa: E402
+from ingest.chunker import Chunker
+from ingest.files import discover, doc_id_for
+from ingest.indexer import DEFAULT_BATCH_SIZE, EMBED_BATCH_SIZE
+from ingest.loaders import load_path
+from ingest.pipeline import ingest_paths
+from ingest.targets import StoreTarget
+from retrieval.embedder import BACKENDS, Embedder
+from retrieval.factory import open_store
+from retrieval.sparse import SparseEncoder
 
 WORDS = (
     "gateway collector archive sensor reading buffer uplink station mast gauge pipeline "

@@ -8,12 +8,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, never a window
 
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
-from bench.record import RunRecord  # noqa: E402
-from bench.report import THROUGHPUT_RATIO_GOAL  # noqa: E402
-from bench.summary import BASELINE, figures, overheads  # noqa: E402
+from bench.record import RunRecord
+from bench.report import THROUGHPUT_RATIO_GOAL
+from bench.summary import BASELINE, figures, overheads
 
 COLOURS = {"direct": "#4c72b0", "ragserve": "#55a868", "ragserve-rag": "#8172b2",
            "litellm": "#c44e52"}  # fmt: skip

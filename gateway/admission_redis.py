@@ -156,7 +156,8 @@ class RedisAdmission:
         self._waiting += 1
         try:
             with anyio.fail_after(self._limits.queue_timeout_s):
-                while (await self._try(name, args))[0] == "full":
+                # Polling, not an event: the slot frees up in another process.
+                while (await self._try(name, args))[0] == "full":  # noqa: ASYNC110
                     await anyio.sleep(self._poll_s)
         except TimeoutError:
             raise RateLimited(

@@ -79,8 +79,16 @@ class Observer:
     those relayed, its prompt tokens counted by the engine's tokenizer, only then.
     """
 
-    __slots__ = ("_metrics", "_timings", "_first_ms", "_key", "_count_prompt", "_settled",
-                 "relayed", "prompt_tokens")  # fmt: skip
+    __slots__ = (
+        "_count_prompt",
+        "_first_ms",
+        "_key",
+        "_metrics",
+        "_settled",
+        "_timings",
+        "prompt_tokens",
+        "relayed",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -133,7 +141,7 @@ class Observer:
             with anyio.move_on_after(_PROMPT_COUNT_TIMEOUT_S):
                 try:
                     self.prompt_tokens = await self._count_prompt()
-                except Exception:  # noqa: BLE001 - usage is best effort once the stream is cut
+                except Exception:  # usage is best effort once the stream is cut
                     log.warning("could not count the prompt tokens of a cut stream")
         if not self._settled:  # a usage chunk may have come while we counted
             self._record(self.prompt_tokens or 0, self.relayed, complete=False)

@@ -79,7 +79,7 @@ class DrainWatch(Protocol):
 
 
 class _Drained:
-    __slots__ = ("stream", "hit")
+    __slots__ = ("hit", "stream")
 
     def __init__(self, stream: EventStream) -> None:
         self.stream = stream
@@ -135,7 +135,7 @@ async def relay(
             raise EngineLost("the engine stream ended before the generation finished")
     except EngineError as exc:
         yield await _failed(edits, SHUTTING_DOWN if drained.hit else as_api_error(exc).info())
-    except Exception as exc:  # noqa: BLE001 - every failure becomes an error event
+    except Exception as exc:  # every failure becomes an error event
         yield await _failed(edits, as_api_error(exc).info())
     finally:
         unwatch()

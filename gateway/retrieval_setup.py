@@ -84,7 +84,7 @@ async def open_retrieval(
     if store is None:
         try:
             store = await anyio.to_thread.run_sync(_open_store, settings)
-        except Exception as exc:  # noqa: BLE001 - serve chats without RAG rather than not at all
+        except Exception as exc:  # serve chats without RAG rather than not at all
             log.error("%s could not be opened: %s", describe_store(settings), exc)
             return RetrievalStack(embedder, sparse, None, batcher, None, error=str(exc))
     retriever = Retriever(

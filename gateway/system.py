@@ -63,7 +63,7 @@ async def readyz(services: ServicesDep) -> JSONResponse:
 async def list_models(services: ServicesDep) -> JSONResponse:
     try:
         names = [*await services.models.public_names(), services.embeddings.model_name]
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         error = as_api_error(exc)
         return JSONResponse(error_body(error.info()), status_code=error.status)
     return JSONResponse(ModelList(data=[ModelCard(id=name) for name in names]).model_dump())

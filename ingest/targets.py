@@ -107,7 +107,7 @@ class StoreTarget:
         except LoadError as exc:
             done(file, FileOutcome("failed", error=str(exc)))
             return
-        except Exception as exc:  # noqa: BLE001 - one bad file must not end the run
+        except Exception as exc:  # one bad file must not end the run
             done(file, FileOutcome("failed", error=f"unexpected {type(exc).__name__}: {exc}"))
             return
 

@@ -96,7 +96,7 @@ class LocalEngine:
 
     def start(self) -> None:
         env = {**os.environ, **self.config.env()}
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self._process = subprocess.Popen(
             self.config.command(),
             env=env,

@@ -29,7 +29,7 @@ from llm.vllm_client import VLLMClient, VLLMStream, normalise_base_url
 
 
 class ReplicaState:
-    __slots__ = ("outstanding", "consecutive_failures", "open_until", "trial_in_flight")
+    __slots__ = ("consecutive_failures", "open_until", "outstanding", "trial_in_flight")
 
     def __init__(self) -> None:
         self.outstanding = 0

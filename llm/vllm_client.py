@@ -196,7 +196,7 @@ class VLLMClient:
         )  # fmt: skip
         began = self._loop_time()
         try:
-            response = await self._post(call, span, timeout=self._first_token_timeout)
+            response = await self._post(call, span, budget_s=self._first_token_timeout)
         except BaseException as exc:
             span.set_status(StatusCode.ERROR, type(exc).__name__)
             _end(span)
@@ -217,7 +217,7 @@ class VLLMClient:
         )  # fmt: skip
         try:
             async with asyncio.timeout(self._response_timeout):
-                response = await self._post(call, span, timeout=self._response_timeout)
+                response = await self._post(call, span, budget_s=self._response_timeout)
                 try:
                     return await response.read()
                 finally:
@@ -250,7 +250,7 @@ class VLLMClient:
             raise EngineUnavailable(f"the engine at {self.base_url} is unreachable") from exc
 
     async def _post(
-        self, call: EngineCall, span: Span, *, timeout: float
+        self, call: EngineCall, span: Span, *, budget_s: float
     ) -> aiohttp.ClientResponse:
         # A client span per attempt; its traceparent lets a traced vLLM join the trace.
         headers = {**_JSON, **call.headers}
@@ -258,10 +258,10 @@ class VLLMClient:
         try:
             # The budget covers the headers too: an engine that accepts the connection and
             # never answers must time out like one that sends nothing.
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(budget_s):
                 response = await self.session.post(call.path, data=call.body, headers=headers)
         except TimeoutError:
-            raise EngineTimeout(f"the engine sent nothing for {timeout:g} s") from None
+            raise EngineTimeout(f"the engine sent nothing for {budget_s:g} s") from None
         except aiohttp.ServerTimeoutError as exc:
             raise EngineTimeout(f"the engine at {self.base_url} did not answer: {exc}") from exc
         except (aiohttp.ClientError, OSError) as exc:

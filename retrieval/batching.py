@@ -94,7 +94,7 @@ class QueryBatcher:
         if self._on_batch is not None:
             try:
                 self._on_batch(len(batch))
-            except Exception:  # noqa: BLE001 - a metrics hook must not fail queries
+            except Exception:  # a metrics hook must not fail queries
                 log.exception("on_batch hook failed")
         texts = [text for text, _ in batch]
         try:

@@ -369,7 +369,7 @@ class EdgeStore:
 
 
 def _lock_folder(lock_path: Path) -> IO[str]:
-    lock_file = open(lock_path, "a+")  # noqa: SIM115 - held open for the store's lifetime
+    lock_file = open(lock_path, "a+")  # held open for the store's lifetime
     try:
         fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as exc:
@@ -394,5 +394,5 @@ def _call(fn: Any, *args: Any) -> Any:
 def _close_quietly(shard: qe.EdgeShard) -> None:
     try:
         shard.close()
-    except Exception:  # noqa: BLE001 - closing is best effort; the data is flushed already
+    except Exception:  # closing is best effort; the data is flushed already
         pass

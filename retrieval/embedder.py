@@ -152,6 +152,6 @@ def _onnx_runner(st_model: Any, backend: Backend, cache_dir: str | os.PathLike[s
         folder = Path(cache_dir) if cache_dir else default_cache_dir()
         path = export(st_model, folder, quantize=backend == "onnx-int8")
         return OnnxRunner(st_model, path)
-    except Exception as exc:  # noqa: BLE001 - any export failure leaves torch serving
+    except Exception as exc:  # any export failure leaves torch serving
         log.warning("embedding backend %s unavailable, using torch: %s", backend, exc)
         return None

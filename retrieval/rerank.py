@@ -110,7 +110,7 @@ class Reranker:
         if self._on_outcome is not None:
             try:
                 self._on_outcome(result.outcome)
-            except Exception:  # noqa: BLE001 - a metrics hook must not fail retrieval
+            except Exception:  # a metrics hook must not fail retrieval
                 log.exception("rerank on_outcome hook failed")
         return result
 

@@ -123,7 +123,7 @@ class Gateway:
             await asyncio.sleep(poll_s)
             try:
                 urls = await self._engine_urls()
-            except Exception as exc:  # noqa: BLE001 - the registry restarts; keep what we have
+            except Exception as exc:  # the registry restarts; keep what we have
                 log.warning("engine registry unreachable: %s", exc)
                 continue
             removed = self.router.set_urls(urls, self._make_client)

@@ -162,7 +162,7 @@ def load_bytes(
             raise
         except (RecursionError, MemoryError) as exc:
             raise LoadError(f"cannot parse ({type(exc).__name__}): the file is malformed") from exc
-        except Exception as exc:  # noqa: BLE001 - third-party parsers raise anything on bad input
+        except Exception as exc:  # third-party parsers raise anything on bad input
             raise LoadError(f"cannot parse: {type(exc).__name__}: {exc}") from exc
     else:
         title, sections = None, []

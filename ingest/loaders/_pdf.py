@@ -23,7 +23,7 @@ def load_pdf(data: bytes, warnings: list[str]) -> Loaded:
             # Many PDFs are "encrypted" with an empty user password; those open fine.
             try:
                 opened = reader.decrypt("")
-            except Exception as exc:  # noqa: BLE001 - pypdf raises several types here
+            except Exception as exc:  # pypdf raises several types here
                 raise LoadError(f"the PDF is encrypted and cannot be opened: {exc}") from exc
             if not opened:
                 raise LoadError("the PDF is password-protected")

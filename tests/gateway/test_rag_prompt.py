@@ -118,6 +118,6 @@ def test_retrieval_query_resolves_short_follow_ups() -> None:
     ]
     assert retrieval_query(convo) == f"{long_question}\nAnd in Oslo?"
     assert retrieval_query(convo[:2]) == long_question
-    standalone = convo + [{"role": "user", "content": long_question.replace("Frankfurt", "Rome")}]
+    standalone = [*convo, {"role": "user", "content": long_question.replace("Frankfurt", "Rome")}]
     assert retrieval_query(standalone) == long_question.replace("Frankfurt", "Rome")
     assert retrieval_query([{"role": "system", "content": "x"}]) == ""

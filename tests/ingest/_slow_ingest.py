@@ -13,12 +13,12 @@ from collections.abc import Sequence
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from ingest.pipeline import ingest_paths  # noqa: E402
-from ingest.report import Progress  # noqa: E402
-from ingest.targets import StoreTarget  # noqa: E402
-from retrieval.embedder import Embedder  # noqa: E402
-from retrieval.factory import open_store  # noqa: E402
-from retrieval.sparse import SparseEncoder  # noqa: E402
+from ingest.pipeline import ingest_paths
+from ingest.report import Progress
+from ingest.targets import StoreTarget
+from retrieval.embedder import Embedder
+from retrieval.factory import open_store
+from retrieval.sparse import SparseEncoder
 
 BATCH = 2
 PAUSE_S = 0.05

@@ -14,10 +14,10 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from retrieval.embedder import Embedder  # noqa: E402 - after the offline switch
-from retrieval.factory import open_store  # noqa: E402
-from retrieval.sparse import SparseEncoder  # noqa: E402
-from retrieval.types import VectorStore  # noqa: E402
+from retrieval.embedder import Embedder  # after the offline switch
+from retrieval.factory import open_store
+from retrieval.sparse import SparseEncoder
+from retrieval.types import VectorStore
 
 
 @pytest.fixture(scope="session")

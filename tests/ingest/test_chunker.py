@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 
@@ -68,7 +69,7 @@ def test_overlap_repeats_the_tail_of_the_previous_chunk() -> None:
     text = paragraph("o", sentences=12, words_each=5)
     spans = chunk_spans(text, words, max_tokens=30, overlap=10)
     assert_well_formed(text, spans, 30)
-    for (s1, e1, _), (s2, _, _) in zip(spans, spans[1:], strict=False):
+    for (s1, e1, _), (s2, _, _) in itertools.pairwise(spans):
         shared = text[s2:e1]
         assert 0 < len(shared.split()) <= 10
         assert text[s1:e1].endswith(shared)
@@ -78,7 +79,7 @@ def test_overlap_repeats_the_tail_of_the_previous_chunk() -> None:
 def test_no_overlap_means_consecutive_chunks_touch_nothing() -> None:
     text = paragraph("n", sentences=12)
     spans = chunk_spans(text, words, max_tokens=30, overlap=0)
-    for (_, e1, _), (s2, _, _) in zip(spans, spans[1:], strict=False):
+    for (_, e1, _), (s2, _, _) in itertools.pairwise(spans):
         assert s2 > e1
 
 

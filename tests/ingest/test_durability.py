@@ -133,9 +133,9 @@ def test_an_update_interrupted_part_way_reruns_to_the_exact_state(
         write_corpus(corpus, version=2)  # every other document rewritten, longer
         ingest(reference, corpus, embedder)
         crashing = CrashingEmbedder(embedder, crash_at=4)
+        target = StoreTarget(store, crashing, SparseEncoder(), max_tokens=MAX_TOKENS,
+                             batch_size=2)  # fmt: skip
         with pytest.raises(KeyboardInterrupt):
-            target = StoreTarget(store, crashing, SparseEncoder(), max_tokens=MAX_TOKENS,
-                                 batch_size=2)  # fmt: skip
             ingest_paths([corpus], target, collection="docs", base=corpus)
         assert store.document_hashes("docs") != reference.document_hashes("docs")
         ingest(store, corpus, embedder)

@@ -76,7 +76,7 @@ def in_process_gateway(
 
 async def blocking_canary() -> dict[str, str]:
     """A test-only route that blocks the loop, to show the detection works."""
-    time.sleep(0.001)
+    time.sleep(0.001)  # noqa: ASYNC251 - the blocking call under test
     return {"status": "blocked"}
 
 

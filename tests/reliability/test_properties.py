@@ -5,6 +5,7 @@ Hypothesis generates the inputs; each property states what must hold for all of 
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Sequence
@@ -105,7 +106,7 @@ def test_word_chunks_are_at_least_half_full_and_overlap_at_most_the_overlap(
     spans = chunk_spans(text, one_per_word, max_tokens=max_tokens, overlap=overlap)
     for _, _, tokens in spans[:-1]:
         assert tokens >= max_tokens // 2
-    for (_, end, _), (start, _, _) in zip(spans, spans[1:], strict=False):
+    for (_, end, _), (start, _, _) in itertools.pairwise(spans):
         shared = text[start:end] if start < end else ""
         assert len(shared.split()) <= overlap
 
@@ -152,7 +153,7 @@ _line_text = st.text(st.characters(exclude_characters="\r\n", exclude_categories
 
 def _split(raw: bytes, cuts: list[int]) -> list[bytes]:
     bounds = [0, *sorted({c % (len(raw) + 1) for c in cuts}), len(raw)]
-    return [raw[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [raw[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 @PROPERTY

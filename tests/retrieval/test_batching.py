@@ -6,6 +6,7 @@ import threading
 from collections.abc import Sequence
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from retrieval.batching import QueryBatcher
@@ -112,5 +113,5 @@ async def test_a_cancelled_caller_does_not_break_the_others() -> None:
 async def test_the_batcher_idles_without_a_task(embedder: Embedder) -> None:
     batcher = QueryBatcher(embedder)
     await batcher.embed("hello")
-    await anyio.sleep(0)
+    await anyio.lowlevel.checkpoint()
     assert batcher._drain_task is None

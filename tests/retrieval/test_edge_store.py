@@ -103,7 +103,7 @@ def test_searches_during_alias_switches_never_fail(
                     top_k=10,
                 )
                 counts.add(len(hits))
-            except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            except BaseException as exc:  # collected and asserted below
                 errors.append(exc)
 
     threads = [threading.Thread(target=reader) for _ in range(3)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from retrieval.batching import QueryBatcher
@@ -114,4 +115,4 @@ async def test_an_alias_switched_to_another_encoder_is_noticed_at_once(
     assert result.hits[0].id == second
     sparse = await retriever.retrieve(QUERY, collection="t_docs", top_k=3, mode=SearchMode.SPARSE)
     assert [h.id for h in sparse.hits] == [second]
-    await anyio.sleep(0)
+    await anyio.lowlevel.checkpoint()

@@ -47,7 +47,7 @@ def until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
             value = check()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001 - a replica restarting: ask again
+        except Exception as exc:  # a replica restarting: ask again
             last = exc
         time.sleep(0.5)
     raise AssertionError(f"{what}: not within {timeout_s:g} s (last error: {last!r})")

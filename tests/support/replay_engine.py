@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from llm.types import EngineCall, EngineError
 
@@ -52,7 +53,7 @@ class ReplayStream:
         return self
 
     async def __anext__(self) -> bytes:
-        await anyio.sleep(0)  # a real read yields to the loop
+        await anyio.lowlevel.checkpoint()  # a real read yields to the loop
         if self.aborted or self.closed:
             raise StopAsyncIteration
         if self._next < len(self._script.chunks):
