@@ -78,12 +78,13 @@ def ingest(
 
 
 def _store_target(settings: Settings, stack: Here) -> StoreTarget:
-    from retrieval.embedder import Embedder
-    from retrieval.sparse import SparseEncoder
+    from gateway.retrieval_setup import load_embedder, sparse_encoder
 
     with console.status("Loading the embedding model…"):
-        embedder = Embedder.load(settings.embedding_model)
-    return StoreTarget(stack.store, embedder, SparseEncoder(), max_bytes=settings.max_upload_bytes)
+        embedder = load_embedder(settings)  # the backend the gateway uses, same vectors
+    return StoreTarget(
+        stack.store, embedder, sparse_encoder(settings), max_bytes=settings.max_upload_bytes
+    )
 
 
 def _skipped(path: Path, why: str) -> None:

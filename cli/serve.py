@@ -108,12 +108,10 @@ def serve(
 
 def _ingest_samples_once(settings: Settings) -> None:
     """A first start on an empty store ingests the sample corpus, so RAG answers at once."""
-    from gateway.retrieval_setup import store_exists
+    from gateway.retrieval_setup import load_embedder, sparse_encoder, store_exists
     from ingest.pipeline import ingest_paths
     from ingest.targets import StoreTarget
-    from retrieval.embedder import Embedder
     from retrieval.factory import open_store
-    from retrieval.sparse import SparseEncoder
     from retrieval.types import StoreLocked
 
     if store_exists(settings):
@@ -128,8 +126,10 @@ def _ingest_samples_once(settings: Settings) -> None:
             f"'{settings.collection}'…"
         )
         with console.status("Loading the embedding model…"):
-            embedder = Embedder.load(settings.embedding_model)
-        target = StoreTarget(store, embedder, SparseEncoder(), max_bytes=settings.max_upload_bytes)
+            embedder = load_embedder(settings)
+        target = StoreTarget(
+            store, embedder, sparse_encoder(settings), max_bytes=settings.max_upload_bytes
+        )
         # Named from the package root (ingest/samples/...), wherever the code is installed.
         summary = ingest_paths([SAMPLES_DIR], target, collection=settings.collection,
                                base=SAMPLES_DIR.parents[1], progress=True)  # fmt: skip

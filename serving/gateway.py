@@ -20,14 +20,13 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from gateway.app import build_engine, create_app
-from gateway.retrieval_setup import RetrievalStack
+from gateway.retrieval_setup import RetrievalStack, fusion, reranker, sparse_encoder
 from gateway.settings import Settings
 from llm.router import Replica, Router
 from llm.vllm_client import VLLMClient
 from retrieval.batching import QueryBatcher
 from retrieval.factory import open_store
 from retrieval.retriever import Retriever
-from retrieval.sparse import SparseEncoder
 from retrieval.types import VectorStore
 from serving.remote import RemoteEmbedder, RemoteStore
 
@@ -55,7 +54,7 @@ async def remote_retrieval(
 ) -> RetrievalStack:
     """The retrieval stack of a gateway replica, its embedder (and store) remote."""
     embedder = await RemoteEmbedder.connect(handle)
-    sparse = SparseEncoder()
+    sparse = sparse_encoder(settings)
     error: str | None = None
     store: VectorStore | None
     if serve_store:
@@ -67,7 +66,11 @@ async def remote_retrieval(
         store = await asyncio.to_thread(
             open_store, "server", path="", url=settings.qdrant_url, api_key=settings.qdrant_api_key
         )
-    retriever = Retriever(embedder, sparse, store) if store is not None else None
+    retriever = (
+        Retriever(embedder, sparse, store, fusion=fusion(settings), reranker=reranker(settings))
+        if store is not None
+        else None
+    )
     return RetrievalStack(embedder, sparse, store, QueryBatcher(embedder), retriever, error)
 
 
