@@ -27,7 +27,7 @@ from gateway.lifecycle import Lifecycle
 from gateway.metrics import Metrics
 from gateway.rag.citations import citation_report
 from gateway.rag.pipeline import RagContext
-from gateway.rag.query import message_text
+from gateway.rag.query import input_as_chat
 from gateway.relay import StreamEdits, relay
 from gateway.sse import RelayResponse
 from gateway.timing import Timings
@@ -177,18 +177,7 @@ async def count_prompt_tokens(engine: Engine, prepared: Prepared) -> int:
         return await engine.count_chat_tokens(model, body["messages"])
     if isinstance(body.get("prompt"), str):
         return await engine.count_prompt_tokens(model, body["prompt"])
-    items = body.get("input")
-    messages = []
-    if body.get("instructions"):
-        messages.append({"role": "system", "content": body["instructions"]})
-    if isinstance(items, str):
-        messages.append({"role": "user", "content": items})
-    elif isinstance(items, list):
-        messages.extend(
-            {"role": item["role"], "content": message_text(item)}
-            for item in items
-            if isinstance(item, dict) and isinstance(item.get("role"), str)
-        )
+    messages = input_as_chat(body.get("instructions"), body.get("input"))
     return await engine.count_chat_tokens(model, messages) if messages else 0
 
 

@@ -42,3 +42,18 @@ def message_text(message: dict[str, Any]) -> str:
     if isinstance(content, list):
         return "".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
     return ""
+
+
+def input_items(value: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A Responses API ``input`` as a list of items (a string is one user message)."""
+    return [{"role": "user", "content": value}] if isinstance(value, str) else value
+
+
+def input_as_chat(instructions: str | None, value: object) -> list[dict[str, Any]]:
+    """A Responses API input as chat messages: to count its tokens with the chat template."""
+    messages = [{"role": "system", "content": instructions}] if instructions else []
+    items = input_items(value) if isinstance(value, (str, list)) else []
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("role"), str):
+            messages.append({"role": item["role"], "content": message_text(item)})
+    return messages

@@ -12,7 +12,7 @@ from gateway.models import ModelRegistry
 from gateway.proxy import Observer, Prepared, engine_body, forward_body, observe_retrieval
 from gateway.rag.pipeline import RagContext, RagPipeline, plan_retrieval
 from gateway.rag.prompt import DEFAULT_SYSTEM_PROMPT, Passage, with_context
-from gateway.rag.query import message_text, retrieval_query
+from gateway.rag.query import input_as_chat, input_items, retrieval_query
 from gateway.responses.ownership import engine_id, show_ids
 from gateway.responses.protocol import ResponsesRequest
 from gateway.responses.stream import ResponseEdits, finish_response
@@ -21,19 +21,6 @@ from llm.types import Engine, EngineCall, EventStream
 
 PATH = "/v1/responses"
 Input = str | list[dict[str, Any]]
-
-
-def _as_items(value: Input) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": value}] if isinstance(value, str) else value
-
-
-def _chat_view(instructions: str | None, value: Input) -> list[dict[str, Any]]:
-    """The input as chat messages, to count its tokens with the engine's chat template."""
-    messages = [{"role": "system", "content": instructions}] if instructions else []
-    for item in _as_items(value):
-        if isinstance(item, dict) and isinstance(item.get("role"), str):
-            messages.append({"role": item["role"], "content": message_text(item)})
-    return messages
 
 
 class ResponsesService:
@@ -60,23 +47,23 @@ class ResponsesService:
         if plan is not None:
             instructions = request.instructions
             has_system = any(
-                i.get("role") in ("system", "developer") for i in _as_items(raw["input"])
+                i.get("role") in ("system", "developer") for i in input_items(raw["input"])
             )
             if instructions is None and not has_system:
                 changes["instructions"] = instructions = DEFAULT_SYSTEM_PROMPT
 
             def render(kept: list[Passage], nonce: str) -> Input:
-                items = with_context(_as_items(raw["input"]), kept, nonce, add_system=False)
+                items = with_context(input_items(raw["input"]), kept, nonce, add_system=False)
                 if isinstance(raw["input"], str):
                     return str(items[0]["content"])
                 return items
 
             changes["input"], rag = await self._rag.augment_with(
-                retrieval_query(_as_items(raw["input"])),
+                retrieval_query(input_items(raw["input"])),
                 plan,
                 render=render,
                 count_tokens=lambda value: self._engine.count_chat_tokens(
-                    resolved.engine_model, _chat_view(instructions, value)
+                    resolved.engine_model, input_as_chat(instructions, value)
                 ),
                 engine_model=resolved.engine_model,
                 max_tokens=request.max_output_tokens,
