@@ -31,7 +31,7 @@ from gateway.rag.query import input_as_chat
 from gateway.relay import StreamEdits, relay
 from gateway.sse import RelayResponse
 from gateway.timing import Timings
-from llm.types import Engine, EngineCall, EventStream
+from llm.types import Engine, EngineCall, EngineError, EventStream
 
 log = logging.getLogger("ragserve.usage")
 
@@ -252,12 +252,24 @@ async def serve(
         raise as_api_error(exc) from exc
     finally:
         slot.release()
-    body = finish(prepared, json.loads(raw), observer)
+    body = finish(prepared, _whole_answer(raw), observer)
     return Response(
         engine_body(body),
         media_type="application/json",
         headers={"Server-Timing": timings.header()},
     )
+
+
+def _whole_answer(raw: bytes) -> dict[str, Any]:
+    """The engine's JSON answer; anything else is the engine failing (502, detail logged)."""
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict):
+        failure = EngineError(f"the engine sent an unreadable answer: {raw[:200]!r}")
+        raise as_api_error(failure)
+    return body
 
 
 async def _admit_and_start(

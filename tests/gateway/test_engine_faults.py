@@ -48,6 +48,8 @@ def _gateway_on_faulty_upstream(fault: str, artifacts_dir: Path) -> Iterator[str
         env = {
             "RAGSERVE_ENGINE_URLS": f"http://127.0.0.1:{port}",
             "RAGSERVE_ENGINE_TOKEN_GAP_TIMEOUT_S": "1",
+            # A whole answer shows no progress: its one bound is the response timeout.
+            "RAGSERVE_ENGINE_RESPONSE_TIMEOUT_S": "3",
         }
         with gateway_process(env, artifacts_dir / f"gateway-{fault}.log") as url:
             yield url
