@@ -17,6 +17,8 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
+import anyio
+
 from gateway.errors import ErrorInfo, as_api_error
 from llm.types import EngineError, EngineLost, EventStream
 
@@ -139,3 +141,8 @@ async def relay(
         yield await _failed(edits, as_api_error(exc).info())
     finally:
         unwatch()
+        if not edits.finished:
+            # Closed early (the client left, or a failure): drop the engine's connection now,
+            # so vLLM stops generating at once, not when the response's cleanup runs.
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
