@@ -22,9 +22,11 @@ from starlette.background import BackgroundTask
 from gateway._disconnect import ClientDisconnected, until_disconnect
 from gateway.admission import Admission, Slot
 from gateway.auth import ApiKey
+from gateway.chat.protocol import ProxiedRequest
 from gateway.errors import as_api_error
 from gateway.lifecycle import Lifecycle
 from gateway.metrics import Metrics
+from gateway.models import ResolvedModel
 from gateway.rag.citations import citation_report
 from gateway.rag.pipeline import RagContext
 from gateway.rag.query import input_as_chat
@@ -179,6 +181,33 @@ async def count_prompt_tokens(engine: Engine, prepared: Prepared) -> int:
         return await engine.count_prompt_tokens(model, body["prompt"])
     messages = input_as_chat(body.get("instructions"), body.get("input"))
     return await engine.count_chat_tokens(model, messages) if messages else 0
+
+
+def prepared_call(
+    path: str,
+    raw: dict[str, Any],
+    *,
+    request: ProxiedRequest,
+    resolved: ResolvedModel,
+    timings: Timings,
+    key: ApiKey | None,
+    rag: RagContext | None,
+    affinity: str | None = None,
+    **changes: Any,
+) -> Prepared:
+    """A request ready for the engine: the client's body with RAG's ``changes``, and what
+    its answer's postprocessing needs. Every proxied endpoint ends its preparation here."""
+    body = forward_body(raw, engine_model=resolved.engine_model, key=key, **changes)
+    return Prepared(
+        call=EngineCall(path, engine_body(body), model=resolved.engine_model, affinity=affinity),
+        stream=request.stream,
+        public_model=resolved.public_name,
+        engine_model=resolved.engine_model,
+        timings=timings,
+        rag=rag,
+        include_usage=request.include_usage,
+        key=key,
+    )
 
 
 def observe_retrieval(metrics: Metrics, timings: Timings) -> None:

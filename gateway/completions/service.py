@@ -10,10 +10,15 @@ from gateway.completions.protocol import CompletionRequest
 from gateway.errors import InvalidRequest
 from gateway.metrics import Metrics
 from gateway.models import ModelRegistry
-from gateway.proxy import Observer, Prepared, engine_body, forward_body, observe_retrieval
+from gateway.proxy import (
+    Observer,
+    Prepared,
+    observe_retrieval,
+    prepared_call,
+)
 from gateway.rag.pipeline import RagPipeline, plan_retrieval
 from gateway.timing import Timings
-from llm.types import EngineCall, EventStream
+from llm.types import EventStream
 
 PATH = "/v1/completions"
 
@@ -51,16 +56,10 @@ class CompletionsService:
                 timings=timings,
             )
             observe_retrieval(self._metrics, timings)
-        body = forward_body(raw, engine_model=resolved.engine_model, key=key, **changes)
-        return Prepared(
-            call=EngineCall(PATH, engine_body(body), model=resolved.engine_model),
-            stream=request.stream,
-            public_model=resolved.public_name,
-            engine_model=resolved.engine_model,
-            timings=timings,
-            rag=rag,
-            include_usage=request.include_usage,
-        )
+        return prepared_call(
+            PATH, raw, request=request, resolved=resolved, timings=timings, key=key, rag=rag,
+            **changes,
+        )  # fmt: skip
 
     @staticmethod
     def stream_edits(prepared: Prepared, stream: EventStream, observer: Observer) -> ChunkEdits:

@@ -9,7 +9,13 @@ from typing import Any
 from gateway.auth import ApiKey
 from gateway.metrics import Metrics
 from gateway.models import ModelRegistry
-from gateway.proxy import Observer, Prepared, engine_body, forward_body, observe_retrieval
+from gateway.proxy import (
+    Observer,
+    Prepared,
+    engine_body,
+    observe_retrieval,
+    prepared_call,
+)
 from gateway.rag.pipeline import RagContext, RagPipeline, plan_retrieval
 from gateway.rag.prompt import DEFAULT_SYSTEM_PROMPT, Passage, with_context
 from gateway.rag.query import input_as_chat, input_items, retrieval_query
@@ -73,21 +79,10 @@ class ResponsesService:
         previous = request.previous_response_id
         if previous is not None:
             previous = changes["previous_response_id"] = engine_id(key, previous)
-        body = forward_body(raw, engine_model=resolved.engine_model, key=key, **changes)
-        return Prepared(
-            call=EngineCall(
-                PATH,
-                engine_body(body),
-                model=resolved.engine_model,
-                affinity=previous,
-            ),
-            stream=request.stream,
-            public_model=resolved.public_name,
-            engine_model=resolved.engine_model,
-            timings=timings,
-            rag=rag,
-            key=key,
-        )
+        return prepared_call(
+            PATH, raw, request=request, resolved=resolved, timings=timings, key=key, rag=rag,
+            affinity=previous, **changes,
+        )  # fmt: skip
 
     async def forward(
         self, method: str, path: str, response_id: str, key: ApiKey | None, query: str = ""
