@@ -141,7 +141,9 @@ async def relay(
         yield await _failed(edits, as_api_error(exc).info())
     finally:
         unwatch()
-        if not edits.finished:
+        if edits.finished:
+            stream.completed()
+        else:
             # Closed early (the client left, or a failure): drop the engine's connection now,
             # so vLLM stops generating at once, not when the response's cleanup runs.
             with anyio.CancelScope(shield=True):

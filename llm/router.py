@@ -112,6 +112,9 @@ class RoutedStream:
     def holds(self, response_id: str) -> None:
         self._router.note_holder(response_id, self._replica)
 
+    def completed(self) -> None:
+        self._inner.completed()
+
     async def aclose(self) -> None:
         await self._inner.aclose()
         self._release()

@@ -79,6 +79,10 @@ class EventStream(Protocol):
     def holds(self, response_id: str) -> None:
         """This stream's engine stored ``response_id``: later calls about it go there."""
 
+    def completed(self) -> None:
+        """The reader saw the last event: the generation finished, whether or not the
+        transport's end has arrived yet."""
+
     async def aclose(self) -> None: ...
 
 

@@ -59,6 +59,7 @@ class VLLMStream:
         self._started = False
         self._failure: EngineError | None = None
         self._closed = False
+        self._completed = False
         self._timer: asyncio.TimerHandle | None = self._loop.call_at(
             first_deadline, self._on_deadline
         )
@@ -98,6 +99,9 @@ class VLLMStream:
     def holds(self, response_id: str) -> None:
         """One server holds every response it stored: nothing to remember."""
 
+    def completed(self) -> None:
+        self._completed = True
+
     def _finish(self, failure: EngineError | None, *, finished: bool) -> None:
         if self._closed:
             return
@@ -111,13 +115,13 @@ class VLLMStream:
 
     async def aclose(self) -> None:
         """A stream read to its end gives its connection back to the pool; one that is not
-        is dropped: vLLM aborts the request on disconnect."""
-        if self._response.content.is_eof():
+        is dropped: vLLM aborts the request on disconnect (a no-op once it finished)."""
+        at_end = self._response.content.is_eof()
+        if at_end:
             self._response.release()
-            self._finish(None, finished=True)
-        else:
+        else:  # the chunked body's terminator may still be on its way after [DONE]
             self._response.close()
-            self._finish(None, finished=False)
+        self._finish(None, finished=at_end or self._completed)
 
 
 _SPAN_NAMES = {"/v1/chat/completions": "vllm chat", "/v1/completions": "vllm completions",

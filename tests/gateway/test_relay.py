@@ -171,6 +171,22 @@ def test_a_stream_that_stops_early_is_an_error_not_a_silent_end() -> None:
     assert out[-1] == "[DONE]" and "error" in out[-2]
 
 
+def test_the_last_event_marks_the_stream_complete_before_the_transport_ends() -> None:
+    """vLLM's chunked terminator can arrive after [DONE]: the generation still finished."""
+    raw = recording("chat.sse")
+
+    async def main(script: Script) -> ReplayStream:
+        stream = ReplayStream(script)
+        async for _ in relay(stream, chat_edits(prepared(), stream), Lifecycle(30)):
+            pass
+        return stream
+
+    whole = anyio.run(main, Script([raw], hang=True))  # [DONE], then no end of the body
+    assert whole.complete and not whole.closed  # the response's cleanup releases it
+    cut = anyio.run(main, Script([raw[: raw.index(b'"finish_reason":"')]]))
+    assert not cut.complete and cut.closed  # dropped at once: vLLM stops generating
+
+
 def test_u2028_and_crlf_framing() -> None:
     text = "a\u2028b\u0085c"
     event = json.dumps(

@@ -48,6 +48,7 @@ class ReplayStream:
         self.aborted = False
         self.closed = False
         self.held: list[str] = []
+        self.complete = False  # the relay saw the last event
 
     def __aiter__(self) -> ReplayStream:
         return self
@@ -71,6 +72,9 @@ class ReplayStream:
 
     def holds(self, response_id: str) -> None:
         self.held.append(response_id)
+
+    def completed(self) -> None:
+        self.complete = True
 
     async def aclose(self) -> None:
         self.closed = True
