@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
-from gateway.auth import KeyRing
+from gateway.deps import ServicesDep
 from gateway.embeddings.service import embedding_model_name
 from gateway.errors import NotFound
 from gateway.settings import Settings
@@ -83,11 +83,10 @@ async def index() -> FileResponse:
 
 
 @router.get("/playground/config.json", response_model=PlaygroundConfig)
-async def config(request: Request) -> PlaygroundConfig:
-    keys: KeyRing = request.app.state.keys
-    settings: Settings = request.app.state.settings
+async def config(services: ServicesDep) -> PlaygroundConfig:
+    settings = services.settings
     return PlaygroundConfig(
-        auth_required=keys.enabled,
+        auth_required=services.keys.enabled,
         embedding_model=embedding_model_name(settings.embedding_model),
         default_model=default_alias(settings),
         default_collection=settings.collection,

@@ -3,32 +3,57 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from gateway import playground
-from gateway.auth import ApiKey, KeyRing, digest
-from gateway.errors import install_error_handlers
+from gateway.app import create_app
+from gateway.auth import ApiKey, digest
+from gateway.retrieval_setup import open_retrieval
 from gateway.settings import Settings
+from tests.support.replay_engine import ReplayEngine
 
 SECRET = "playground-route-secret"
 
 
-def playground_app(keys: list[ApiKey]) -> FastAPI:
-    """The real playground router with the app state it reads (no engine, no store)."""
-    app = FastAPI()
-    app.state.keys = KeyRing(keys)
-    app.state.settings = Settings(embedding_model=None)
-    install_error_handlers(app)
-    app.include_router(playground.router)
-    return app
+def settings_for(store: Path, **extra: Any) -> Settings:
+    return Settings(embedding_model=None, qdrant_path=store, engine_health_interval_s=0, **extra)
+
+
+class Apps:
+    """Builds the whole app as the server does, over a replaying engine that is never called
+    and one retrieval stack (an empty store of this module's own) shared by every app."""
+
+    def __init__(self, store: Path) -> None:
+        self.store = store
+        self.retrieval = anyio.run(open_retrieval, settings_for(store))
+
+    @contextmanager
+    def client(self, **settings: Any) -> Iterator[TestClient]:
+        app = create_app(
+            settings_for(self.store, **settings), engine=ReplayEngine(), retrieval=self.retrieval
+        )
+        with TestClient(app) as client:  # `with`: the lifespan builds the app's services
+            yield client
 
 
 @pytest.fixture(scope="module")
-def client() -> TestClient:
-    return TestClient(playground_app([]))
+def apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Apps]:
+    apps = Apps(tmp_path_factory.mktemp("playground-store"))
+    yield apps
+    anyio.run(apps.retrieval.aclose)
+
+
+@pytest.fixture(scope="module")
+def client(apps: Apps) -> Iterator[TestClient]:
+    with apps.client() as client:
+        yield client
 
 
 def referenced_files(client: TestClient) -> set[str]:
@@ -97,12 +122,17 @@ def test_config_tells_the_page_whether_it_needs_a_key_without_one(client: TestCl
         "default_model": "docs",
         "default_collection": "docs",
     }
-    secured = TestClient(playground_app([ApiKey(name="k", sha256=digest(SECRET))]))
-    response = secured.get("/playground/config.json")  # no Authorization header
-    assert response.status_code == 200
-    assert response.json()["auth_required"] is True
-    assert digest(SECRET) not in response.text
-    assert secured.get("/").status_code == 200  # the page loads before a key is entered
+
+
+def test_the_page_and_its_config_load_before_a_key_is_entered(apps: Apps) -> None:
+    key = ApiKey(name="k", sha256=digest(SECRET))
+    with apps.client(api_keys=[key]) as secured:
+        response = secured.get("/playground/config.json")  # no Authorization header
+        assert response.status_code == 200
+        assert response.json()["auth_required"] is True
+        assert digest(SECRET) not in response.text
+        assert secured.get("/").status_code == 200
+        assert secured.get("/v1/models").status_code == 401  # the API itself needs the key
 
 
 @pytest.mark.parametrize(
@@ -115,11 +145,10 @@ def test_config_tells_the_page_whether_it_needs_a_key_without_one(client: TestCl
     ],
 )  # fmt: skip
 def test_config_names_the_default_target_not_the_first_in_order(
-    settings: dict[str, object], model: str | None, collection: str
+    apps: Apps, settings: dict[str, Any], model: str | None, collection: str
 ) -> None:
-    app = playground_app([])
-    app.state.settings = Settings(embedding_model=None, **settings)
-    body = TestClient(app).get("/playground/config.json").json()
+    with apps.client(**settings) as client:
+        body = client.get("/playground/config.json").json()
     assert (body["default_model"], body["default_collection"]) == (model, collection)
 
 
