@@ -54,6 +54,18 @@ class Metrics:
             "ragserve_admission_backend_errors_total",
             "Admissions decided by this replica alone because Redis was unreachable", registry=r,
         )  # fmt: skip
+        self.answer_cache_requests = Counter(
+            "ragserve_answer_cache_requests_total",
+            "Answer cache lookups by result: hit, miss, or bypass (not cacheable or opted out);"
+            " hit rate = hit / (hit + miss)", ["result"], registry=r,
+        )  # fmt: skip
+        for result in ("hit", "miss", "bypass"):
+            self.answer_cache_requests.labels(result)  # exported at 0, so rates have a denominator
+        self.answer_cache_errors = Counter(
+            "ragserve_answer_cache_errors_total",
+            "Answer cache reads (served as misses) and writes (dropped) that Redis failed",
+            registry=r,
+        )  # fmt: skip
         self.embed_batch_size = Histogram(
             "ragserve_embed_batch_size", "Queries per embedding forward pass",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r,
