@@ -24,12 +24,12 @@ from gateway.embeddings import routes as embedding_routes
 from gateway.embeddings.service import EmbeddingService, embedding_model_name
 from gateway.errors import install_error_handlers, publish_openai_errors
 from gateway.exposure import check_exposure
+from gateway.flow import Services
 from gateway.lifecycle import Lifecycle
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics
 from gateway.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from gateway.models import ModelRegistry
-from gateway.proxy import Services
 from gateway.rag.pipeline import RagDefaults, RagPipeline
 from gateway.responses import routes as response_routes
 from gateway.responses.service import ResponsesService
@@ -118,7 +118,13 @@ def build_services(
     return AppServices(
         settings=settings,
         keys=state.keys,
-        proxy=Services(engine, state.admission, state.lifecycle, state.metrics),
+        proxy=Services(
+            engine,
+            state.admission,
+            state.lifecycle,
+            state.metrics,
+            keepalive_s=settings.stream_keepalive_s,
+        ),
         models=models,
         retrieval=retrieval,
         embeddings=EmbeddingService(

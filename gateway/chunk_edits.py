@@ -192,7 +192,13 @@ class ChunkEdits:
 
     def failure(self, error: ErrorInfo) -> bytes:
         # What was spent before the end travels with the error: a billing client loses none.
-        return data_event({**error_body(error), "usage": self._observer.so_far()}) + DONE
+        return failure_event(error, self._observer.so_far())
+
+
+def failure_event(error: ErrorInfo, usage: dict[str, int] | None = None) -> bytes:
+    """The error event that ends a chat or completion stream (then ``[DONE]``)."""
+    body = error_body(error) if usage is None else {**error_body(error), "usage": usage}
+    return data_event(body) + DONE
 
 
 def _text_of(choice: dict[str, Any]) -> str:

@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from gateway.completions.service import CompletionsService
     from gateway.documents.service import DocumentService
     from gateway.embeddings.service import EmbeddingService
+    from gateway.flow import Services
     from gateway.models import ModelRegistry
-    from gateway.proxy import Services
     from gateway.responses.service import ResponsesService
     from gateway.retrieval_setup import RetrievalStack
     from gateway.settings import Settings

@@ -1,9 +1,5 @@
-"""What every proxied endpoint shares: the prepared engine call, its postprocessing facts,
-and the flow from admission to a streamed or whole answer.
-
-An endpoint (chat, completions, responses) only decides how RAG changes its request body
-and how its answer's events are edited; this module does the rest once.
-"""
+"""What every proxied endpoint shares: the prepared engine call, its postprocessing facts
+and its usage accounting (the flow from admission to answer is ``gateway/flow.py``)."""
 
 from __future__ import annotations
 
@@ -15,35 +11,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from fastapi import Request
-from fastapi.responses import Response
-from starlette.background import BackgroundTask
 
-from gateway._disconnect import ClientDisconnected, until_disconnect
-from gateway.admission import Admission, Slot
 from gateway.auth import ApiKey
 from gateway.chat.protocol import ProxiedRequest
-from gateway.errors import as_api_error
-from gateway.lifecycle import Lifecycle
 from gateway.metrics import Metrics
 from gateway.models import ResolvedModel
 from gateway.rag.citations import citation_report
 from gateway.rag.pipeline import RagContext
 from gateway.rag.query import input_as_chat
-from gateway.relay import StreamEdits, relay
-from gateway.sse import RelayResponse
 from gateway.timing import Timings
-from llm.types import Engine, EngineCall, EngineError, EventStream
+from llm.types import Engine, EngineCall
 
 log = logging.getLogger("ragserve.usage")
-
-# Every proxied route answers JSON, or SSE when the request streams.
-STREAM_OR_JSON: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "the engine's answer (JSON, or SSE when streamed), with RAG extras",
-        "content": {"application/json": {}, "text/event-stream": {}},
-    }
-}
 
 
 @dataclass
@@ -218,116 +197,6 @@ def observe_retrieval(metrics: Metrics, timings: Timings) -> None:
 
 def engine_body(body: dict[str, Any]) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
-
-
-@dataclass(frozen=True)
-class Services:
-    """What the proxied routes need, built once at start-up."""
-
-    engine: Engine
-    admission: Admission
-    lifecycle: Lifecycle
-    metrics: Metrics
-
-
-Prepare = Callable[[], Awaitable[Prepared]]
-EditsFor = Callable[[Prepared, EventStream, Observer], StreamEdits]
-Finish = Callable[[Prepared, dict[str, Any], Observer], dict[str, Any]]
-
-
-async def serve(
-    request: Request,
-    services: Services,
-    key: ApiKey | None,
-    prepare: Prepare,
-    edits_for: EditsFor,
-    finish: Finish,
-) -> Response:
-    """Admit, prepare, start on the engine, then relay the stream or finish the whole answer."""
-    try:
-        # A client that leaves while queued, retrieving or waiting for the engine's answer
-        # must not leave work behind: the start is cancelled, which aborts it in the engine.
-        slot, prepared, stream = await until_disconnect(
-            request, _admit_and_start(services, key, prepare)
-        )
-    except ClientDisconnected:
-        return Response(status_code=499)
-    timings = prepared.timings
-    observer = Observer(
-        services.metrics,
-        timings,
-        key=key,
-        count_prompt=lambda: count_prompt_tokens(services.engine, prepared),
-    )
-    if prepared.rag is not None:
-        observer.prompt_tokens = prepared.rag.prompt_tokens
-    if stream is not None:
-        services.metrics.active_streams.inc()
-        return RelayResponse(
-            relay(stream, edits_for(prepared, stream, observer), services.lifecycle),
-            ping=15,
-            # Our drain deadline ends streams with an error event; sse-starlette's own
-            # exit handling would cut them at once, so it waits a little longer.
-            shutdown_grace_period=services.lifecycle.drain_timeout_s + 5,
-            background=BackgroundTask(_end_stream, stream, slot, services.metrics, observer),
-            # What is known before the first byte; the rest travels in the final event.
-            headers={"Server-Timing": timings.header(total=False)},
-        )
-    try:
-        raw = await until_disconnect(request, services.engine.request(prepared.call))
-    except ClientDisconnected:
-        return Response(status_code=499)
-    except Exception as exc:
-        raise as_api_error(exc) from exc
-    finally:
-        slot.release()
-    body = finish(prepared, _whole_answer(raw), observer)
-    return Response(
-        engine_body(body),
-        media_type="application/json",
-        headers={"Server-Timing": timings.header()},
-    )
-
-
-def _whole_answer(raw: bytes) -> dict[str, Any]:
-    """The engine's JSON answer; anything else is the engine failing (502, detail logged)."""
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        body = None
-    if not isinstance(body, dict):
-        failure = EngineError(f"the engine sent an unreadable answer: {raw[:200]!r}")
-        raise as_api_error(failure)
-    return body
-
-
-async def _admit_and_start(
-    services: Services, key: ApiKey | None, prepare: Prepare
-) -> tuple[Slot, Prepared, EventStream | None]:
-    slot = await services.admission.admit(key)
-    try:
-        prepared = await prepare()
-        stream = None
-        if prepared.stream:
-            try:
-                stream = await services.engine.open_stream(prepared.call)
-            except Exception as exc:
-                raise as_api_error(exc) from exc
-        return slot, prepared, stream
-    except BaseException:
-        slot.release()
-        raise
-
-
-async def _end_stream(
-    stream: EventStream, slot: Slot, metrics: Metrics, observer: Observer
-) -> None:
-    try:
-        await stream.aclose()  # a client gone mid-stream: this aborts the engine's work
-    finally:
-        metrics.active_streams.dec()
-        slot.release()
-        await observer.settle()  # after the slot: a cut stream's bill holds no capacity
 
 
 def tenant_salt(key: ApiKey | None, client_salt: str | None) -> str | None:

@@ -136,6 +136,8 @@ class Settings(BaseSettings):
     max_messages: int = 512  # messages per chat (400)
     max_input_tokens: int | None = None  # the conversation's tokens, before retrieval (400)
     drain_timeout_s: float = 30.0  # on SIGTERM: how long in-flight streams may run on
+    # SSE comments this often while a stream waits (retrieval, prefill): idle proxies keep it
+    stream_keepalive_s: float = Field(default=15.0, gt=0)
 
     # --- Tracing: OpenTelemetry spans per request and stage, over OTLP/HTTP
     otlp_endpoint: str | None = None  # e.g. http://otel-collector:4318 (unset: no tracing)

@@ -16,11 +16,13 @@ from typing import Any, Protocol
 
 import anyio
 
+from retrieval._filters import parse_filter
 from retrieval._search import DEFAULT_FUSION, Fusion
 from retrieval.encoders import EncoderMismatch, SparseEncoders, hit_version
 from retrieval.rerank import Reranker
 from retrieval.sparse import SparseEncoder
 from retrieval.types import (
+    CollectionNotFound,
     PayloadFilter,
     SearchHit,
     SearchMode,
@@ -65,6 +67,15 @@ class Retriever:
         self.fusion = fusion
         self.reranker = reranker
         self.store = store
+
+    async def check(self, collection: str, flt: PayloadFilter | None = None) -> None:
+        """Refuse at once what ``retrieve`` would refuse later: a malformed filter
+        (``ValueError``), a missing collection (``CollectionNotFound``)."""
+        parse_filter(flt)
+        exists = await self._guard(anyio.to_thread.run_sync, self.store.collection_exists,
+                                   collection)  # fmt: skip
+        if not exists:
+            raise CollectionNotFound(collection)
 
     async def retrieve(
         self,

@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from gateway.chat.protocol import ChatCompletionRequest
 from gateway.deps import KeyDep, ServicesDep
 from gateway.errors import ERROR_RESPONSES
-from gateway.proxy import STREAM_OR_JSON, serve
+from gateway.flow import STREAM_OR_JSON, serve
 from gateway.timing import Timings
 
 router = APIRouter()
@@ -26,6 +26,5 @@ async def create_chat_completion(
         services.proxy,
         key,
         lambda: chat.prepare(body, raw, timings, key),
-        chat.stream_edits,
-        chat.finish,
+        chat,
     )

@@ -6,8 +6,9 @@ from typing import Any
 
 from gateway.auth import ApiKey
 from gateway.chat.protocol import ChatCompletionRequest
-from gateway.chunk_edits import CHAT_TEXT, ChunkEdits, chat_texts, finish_whole
-from gateway.errors import InvalidRequest, as_api_error
+from gateway.chunk_edits import CHAT_TEXT, ChunkEdits, chat_texts, failure_event, finish_whole
+from gateway.errors import ErrorInfo, InvalidRequest, as_api_error
+from gateway.flow import Staged
 from gateway.metrics import Metrics
 from gateway.models import ModelRegistry
 from gateway.proxy import (
@@ -54,7 +55,7 @@ class ChatService:
         raw: dict[str, Any],
         timings: Timings,
         key: ApiKey | None = None,
-    ) -> Prepared:
+    ) -> Staged:
         if len(request.messages) > self._max_messages:
             raise InvalidRequest(
                 f"at most {self._max_messages} messages per request", param="messages"
@@ -64,25 +65,35 @@ class ChatService:
         if self._max_input_tokens is not None:
             await self._check_input_tokens(resolved.engine_model, messages)
         plan = plan_retrieval(request.rag, resolved.alias, self._rag.defaults, key)
-        timings.mark("preprocess")
-        rag = None
         if plan is not None:
-            messages, rag = await self._rag.augment(
-                messages,
-                plan,
-                engine_model=resolved.engine_model,
-                max_tokens=request.token_limit,
-                timings=timings,
-            )
-            observe_retrieval(self._metrics, timings)
-        return prepared_call(
-            PATH, raw, request=request, resolved=resolved, timings=timings, key=key, rag=rag,
-            messages=messages,
-        )  # fmt: skip
+            await self._rag.check(plan)
+        timings.mark("preprocess")
+
+        async def complete() -> Prepared:
+            augmented, rag = messages, None
+            if plan is not None:
+                augmented, rag = await self._rag.augment(
+                    messages,
+                    plan,
+                    engine_model=resolved.engine_model,
+                    max_tokens=request.token_limit,
+                    timings=timings,
+                )
+                observe_retrieval(self._metrics, timings)
+            return prepared_call(
+                PATH, raw, request=request, resolved=resolved, timings=timings, key=key,
+                rag=rag, messages=augmented,
+            )  # fmt: skip
+
+        return Staged(request.stream, plan is not None, timings, complete)
 
     @staticmethod
     def stream_edits(prepared: Prepared, stream: EventStream, observer: Observer) -> ChunkEdits:
         return ChunkEdits(prepared, observer, pattern=CHAT_TEXT, texts_of=chat_texts)
+
+    @staticmethod
+    def failure_event(error: ErrorInfo) -> bytes:
+        return failure_event(error)
 
     @staticmethod
     def finish(prepared: Prepared, body: dict[str, Any], observer: Observer) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from gateway.completions.protocol import CompletionRequest
 from gateway.deps import KeyDep, ServicesDep
 from gateway.errors import ERROR_RESPONSES
-from gateway.proxy import STREAM_OR_JSON, serve
+from gateway.flow import STREAM_OR_JSON, serve
 from gateway.timing import Timings
 
 router = APIRouter()
@@ -26,6 +26,5 @@ async def create_completion(
         services.proxy,
         key,
         lambda: completions.prepare(body, raw, timings, key),
-        completions.stream_edits,
-        completions.finish,
+        completions,
     )

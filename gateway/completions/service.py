@@ -5,9 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.auth import ApiKey
-from gateway.chunk_edits import COMPLETION_TEXT, ChunkEdits, completion_texts, finish_whole
+from gateway.chunk_edits import (
+    COMPLETION_TEXT,
+    ChunkEdits,
+    completion_texts,
+    failure_event,
+    finish_whole,
+)
 from gateway.completions.protocol import CompletionRequest
-from gateway.errors import InvalidRequest
+from gateway.errors import ErrorInfo, InvalidRequest
+from gateway.flow import Staged
 from gateway.metrics import Metrics
 from gateway.models import ModelRegistry
 from gateway.proxy import (
@@ -35,12 +42,9 @@ class CompletionsService:
         raw: dict[str, Any],
         timings: Timings,
         key: ApiKey | None = None,
-    ) -> Prepared:
+    ) -> Staged:
         resolved = await self._registry.resolve(request.model)
         plan = plan_retrieval(request.rag, resolved.alias, self._rag.defaults, key)
-        timings.mark("preprocess")
-        changes: dict[str, Any] = {}
-        rag = None
         if plan is not None:
             if not isinstance(request.prompt, str):
                 raise InvalidRequest(
@@ -48,22 +52,36 @@ class CompletionsService:
                     "for token ids or several prompts",
                     param="prompt",
                 )
-            changes["prompt"], rag = await self._rag.augment_prompt(
-                request.prompt,
-                plan,
-                engine_model=resolved.engine_model,
-                max_tokens=request.max_tokens,
-                timings=timings,
-            )
-            observe_retrieval(self._metrics, timings)
-        return prepared_call(
-            PATH, raw, request=request, resolved=resolved, timings=timings, key=key, rag=rag,
-            **changes,
-        )  # fmt: skip
+            await self._rag.check(plan)
+        timings.mark("preprocess")
+
+        async def complete() -> Prepared:
+            changes: dict[str, Any] = {}
+            rag = None
+            if plan is not None:
+                assert isinstance(request.prompt, str)
+                changes["prompt"], rag = await self._rag.augment_prompt(
+                    request.prompt,
+                    plan,
+                    engine_model=resolved.engine_model,
+                    max_tokens=request.max_tokens,
+                    timings=timings,
+                )
+                observe_retrieval(self._metrics, timings)
+            return prepared_call(
+                PATH, raw, request=request, resolved=resolved, timings=timings, key=key,
+                rag=rag, **changes,
+            )  # fmt: skip
+
+        return Staged(request.stream, plan is not None, timings, complete)
 
     @staticmethod
     def stream_edits(prepared: Prepared, stream: EventStream, observer: Observer) -> ChunkEdits:
         return ChunkEdits(prepared, observer, pattern=COMPLETION_TEXT, texts_of=completion_texts)
+
+    @staticmethod
+    def failure_event(error: ErrorInfo) -> bytes:
+        return failure_event(error)
 
     @staticmethod
     def finish(prepared: Prepared, body: dict[str, Any], observer: Observer) -> dict[str, Any]:

@@ -33,6 +33,8 @@ class RetrievalResult(Protocol):
 
 
 class Retriever(Protocol):
+    async def check(self, collection: str, flt: PayloadFilter | None) -> None: ...
+
     async def retrieve(
         self,
         query: str,
@@ -166,6 +168,22 @@ class RagPipeline:
         self._retriever = retriever
         self._engine = engine
         self.defaults = defaults
+
+    async def check(self, plan: RagPlan) -> None:
+        """What retrieval refuses cheaply, checked before a stream opens so it keeps its HTTP
+        status: a malformed filter (400), a missing collection (404), a store that is down
+        when the server is set to refuse rather than degrade (503)."""
+        try:
+            if self._retriever is None:
+                raise StoreError("retrieval is not configured on this server")
+            await self._retriever.check(plan.collection, plan.flt)
+        except CollectionNotFound:
+            raise
+        except ValueError as exc:
+            raise InvalidRequest(f"invalid retrieval options: {exc}", param="rag.filter") from exc
+        except StoreError as exc:
+            if self.defaults.on_store_error == "error":
+                raise store_unavailable(exc) from exc
 
     async def augment(
         self,

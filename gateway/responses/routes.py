@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from gateway.auth import ApiKey
 from gateway.deps import KeyDep, ServicesDep
 from gateway.errors import ERROR_RESPONSES, InvalidRequest, NotFound, as_api_error
-from gateway.proxy import STREAM_OR_JSON, serve
+from gateway.flow import STREAM_OR_JSON, serve
 from gateway.responses.protocol import ResponsesRequest
 from gateway.timing import Timings
 from llm.vllm_client import status_error
@@ -30,8 +30,7 @@ async def create_response(
         services.proxy,
         key,
         lambda: responses.prepare(body, raw, timings, key),
-        responses.stream_edits,
-        responses.finish,
+        responses,
     )
 
 

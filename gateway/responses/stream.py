@@ -87,17 +87,25 @@ class ResponseEdits:
         return b"event: " + kind + b"\n" + data_event(body)
 
     def failure(self, error: ErrorInfo) -> bytes:
-        body = {
-            "type": "error",
-            "code": error.code,
-            "message": error.message,
-            "param": error.param,
-            "sequence_number": self._sequence + 1,
-            # OpenAI's SDKs raise on an event whose data has an "error" key.
-            "error": error.model_dump(),
-            "usage": _response_usage(self._observer.so_far()),
-        }
-        return b"event: error\n" + data_event(body)
+        return failure_event(error, self._sequence + 1, _response_usage(self._observer.so_far()))
+
+
+def failure_event(
+    error: ErrorInfo, sequence: int = 0, usage: dict[str, int] | None = None
+) -> bytes:
+    """The ``error`` event that ends a Responses stream."""
+    body: dict[str, Any] = {
+        "type": "error",
+        "code": error.code,
+        "message": error.message,
+        "param": error.param,
+        "sequence_number": sequence,
+        # OpenAI's SDKs raise on an event whose data has an "error" key.
+        "error": error.model_dump(),
+    }
+    if usage is not None:
+        body["usage"] = usage
+    return b"event: error\n" + data_event(body)
 
 
 def _response_usage(usage: dict[str, int]) -> dict[str, int]:

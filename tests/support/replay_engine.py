@@ -88,12 +88,15 @@ class ReplayEngine:
     streams: dict[str, Callable[[], Script]] = field(default_factory=dict)
     answers: dict[str, bytes] = field(default_factory=dict)
     refuse: EngineError | None = None  # every call refused with this, before any byte
+    accept: anyio.Event | None = None  # when set, streams are accepted only once it fires
     received: list[dict[str, Any]] = field(default_factory=list)
     opened: list[ReplayStream] = field(default_factory=list)
     forwarded: list[str] = field(default_factory=list)
 
     async def open_stream(self, call: EngineCall) -> ReplayStream:
         self.received.append(json.loads(call.body))
+        if self.accept is not None:
+            await self.accept.wait()
         if self.refuse is not None:
             raise self.refuse
         stream = ReplayStream(self.streams[call.path]())
