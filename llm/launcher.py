@@ -44,6 +44,9 @@ class EngineConfig:
     # Keep Responses API answers so previous_response_id and GET /v1/responses/{id} work
     # (vLLM holds them in memory until it stops).
     store_responses: bool = True
+    # Report prefix-cache hits as usage.prompt_tokens_details.cached_tokens (vLLM leaves
+    # prompt_tokens_details out unless asked, even with prefix caching on).
+    prompt_tokens_details: bool = True
     extra_args: list[str] = field(default_factory=list)
 
     @property
@@ -66,6 +69,8 @@ class EngineConfig:
             cmd.append("--enforce-eager")
         if self.tool_call_parser:
             cmd += ["--enable-auto-tool-choice", "--tool-call-parser", self.tool_call_parser]
+        if self.prompt_tokens_details:
+            cmd.append("--enable-prompt-tokens-details")
         return cmd + self.extra_args
 
     def env(self) -> dict[str, str]:
