@@ -9,13 +9,15 @@ import time
 import httpx
 import openai
 import pytest
-from openai.types.chat import ChatCompletionChunk
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 from tests.conftest import MODEL_NAME
 
 pytestmark = pytest.mark.engine
 
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+QUESTION: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "What is the capital of France?"}
+]
 
 
 @pytest.fixture(scope="module")
@@ -85,17 +87,26 @@ def test_every_raw_frame_is_a_valid_chunk_and_done_ends_the_stream(gateway_url: 
 
 
 def test_max_tokens_is_honoured_with_finish_reason_length(client: openai.OpenAI) -> None:
-    story = [{"role": "user", "content": "Write a long story about a dragon."}]
-    for limit_field in ("max_tokens", "max_completion_tokens"):
-        completion = client.chat.completions.create(
-            model=MODEL_NAME, messages=story, extra_body={"ignore_eos": True}, **{limit_field: 5}
-        )
+    story: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "Write a long story about a dragon."}
+    ]
+    exact = {"ignore_eos": True}
+    for completion in (
+        client.chat.completions.create(
+            model=MODEL_NAME, messages=story, extra_body=exact, max_tokens=5
+        ),
+        client.chat.completions.create(
+            model=MODEL_NAME, messages=story, extra_body=exact, max_completion_tokens=5
+        ),
+    ):
         assert completion.choices[0].finish_reason == "length"
         assert completion.usage is not None and completion.usage.completion_tokens == 5
 
 
 def test_stop_sequence_ends_generation(client: openai.OpenAI) -> None:
-    count = [{"role": "user", "content": "Count from 1 to 20, separated by commas."}]
+    count: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "Count from 1 to 20, separated by commas."}
+    ]
     free = (
         client.chat.completions.create(
             model=MODEL_NAME, messages=count, max_tokens=60, temperature=0
@@ -210,7 +221,9 @@ def _finished_requests(engine_url: str) -> float:
 
 def test_client_disconnect_aborts_the_engine_request(gateway_url: str, engine_url: str) -> None:
     finished_before = _finished_requests(engine_url)
-    story = [{"role": "user", "content": "Write a very long story about a dragon."}]
+    story: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "Write a very long story about a dragon."}
+    ]
     # ignore_eos: the model cannot end the story by itself before the client leaves.
     body = {"model": MODEL_NAME, "stream": True, "max_tokens": 1500, "ignore_eos": True,
             "messages": story}  # fmt: skip

@@ -15,7 +15,7 @@ from gateway.rag.dedupe import collapse_duplicates, jaccard, shingles
 from gateway.rag.options import RagOptions
 from gateway.rag.pipeline import RagDefaults, RagPipeline, plan_retrieval
 from gateway.timing import Timings
-from retrieval.types import SearchHit
+from retrieval.types import PayloadFilter, SearchHit
 from tests.support.replay_engine import MODEL, ReplayEngine
 
 PARAGRAPH = "The gateway reports HX-7731 when the clock of a node drifts more than five seconds."
@@ -32,6 +32,9 @@ class FixedHits:
     embed_ms: float = 1.0
     search_ms: float = 1.0
     asked: list[dict[str, Any]] = field(default_factory=list)
+
+    async def check(self, collection: str, flt: PayloadFilter | None) -> None:
+        pass
 
     async def retrieve(self, query: str, **kwargs: Any) -> FixedHits:
         self.asked.append(kwargs)

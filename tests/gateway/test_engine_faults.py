@@ -12,11 +12,13 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.gateway.test_errors_engine import assert_openai_error
 from tests.support.processes import free_port, gateway_process, python_module_process
 
-BODY = {"model": "scripted", "messages": [{"role": "user", "content": "hi"}]}
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
+BODY = {"model": "scripted", "messages": HI}
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +77,7 @@ def test_engine_failure_mid_stream_is_an_error_event_then_done(
         # The SDK raises instead of ending quietly with a truncated answer.
         client = openai.OpenAI(base_url=f"{gateway}/v1", api_key="x", max_retries=0)
         with pytest.raises(openai.APIError):
-            for _ in client.chat.completions.create(stream=True, **BODY):
+            for _ in client.chat.completions.create(model="scripted", messages=HI, stream=True):
                 pass
         # A non-stream request on the same failure is a 5xx error, not a partial answer.
         response = httpx.post(f"{gateway}/v1/chat/completions", json=BODY, timeout=30)

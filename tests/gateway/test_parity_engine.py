@@ -18,6 +18,7 @@ from typing import Any, Literal
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel
 
 from tests.conftest import MODEL_NAME
@@ -26,9 +27,12 @@ pytestmark = pytest.mark.engine
 
 WAIT_S = 300  # one request on a shared 2-core machine, behind other tests' work
 VIA = ["direct", "gateway"]
-ASK_CITY = [{"role": "user", "content": "Which city is the capital of France? Answer in JSON."}]
-HELLO = [{"role": "user", "content": "Say hello."}]
-ASK_WEATHER = [{"role": "user", "content": "What is the weather in Paris?"}]
+CITY_QUESTION = "Which city is the capital of France? Answer in JSON."
+ASK_CITY: list[ChatCompletionMessageParam] = [{"role": "user", "content": CITY_QUESTION}]
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello."}]
+ASK_WEATHER: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "What is the weather in Paris?"}
+]
 # ``strict`` pins the arguments to the schema; the enum keeps the call a few tokens long.
 WEATHER_TOOL: Any = {
     "type": "function",
@@ -49,7 +53,9 @@ TOOL_TOKENS = 96  # the Hermes envelope and the arguments take ~60 tokens
 # RAG on, few passages: a short prompt is a fast prefill.
 DOCS = "docs"
 RAG = {"rag": {"top_k": 2}}
-ASK_DOCS = [{"role": "user", "content": "How many events per second does one collector ingest?"}]
+ASK_DOCS: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "How many events per second does one collector ingest?"}
+]
 
 
 def exactly(tokens: int) -> dict[str, Any]:
@@ -455,5 +461,5 @@ def test_langchain_structured_output(clients: dict[str, openai.OpenAI]) -> None:
             base_url=str(client.base_url), api_key="unused", model=MODEL_NAME,
             temperature=0, max_tokens=48, max_retries=0, timeout=WAIT_S,
         )  # fmt: skip
-        city = llm.with_structured_output(City, method="json_schema").invoke(ASK_CITY[0]["content"])
+        city = llm.with_structured_output(City, method="json_schema").invoke(CITY_QUESTION)
         assert isinstance(city, City)

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletion
 
 from tests.conftest import MODEL_NAME
 
@@ -22,7 +23,7 @@ def client(gateway_url: str) -> openai.OpenAI:
 
 
 def ask(client: openai.OpenAI, question: str, **kwargs: Any) -> dict[str, Any]:
-    completion = client.chat.completions.create(
+    completion: ChatCompletion = client.chat.completions.create(
         model=kwargs.pop("model", "docs"),
         messages=[{"role": "user", "content": question}],
         max_tokens=kwargs.pop("max_tokens", 24),
@@ -177,6 +178,6 @@ def test_embeddings_endpoint_with_the_openai_sdk(client: openai.OpenAI) -> None:
     assert result.usage.prompt_tokens > 0
     # The SDK asks for base64 by default when numpy is present; either way vectors decode.
     b64 = client.embeddings.create(model="all-MiniLM-L6-v2", input="x", encoding_format="base64")
-    assert len(b64.data[0].embedding) in (384, 2048)  # type: ignore[arg-type]
+    assert len(b64.data[0].embedding) in (384, 2048)
     with pytest.raises(openai.NotFoundError):
         client.embeddings.create(model="text-embedding-3-small", input="x")

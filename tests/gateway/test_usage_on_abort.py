@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,7 @@ def events_of(raw: bytes) -> list[bytes]:
 def test_the_relayed_count_is_the_engines_completion_tokens(name: str, edits_of: EditsOf) -> None:
     """One content event is one token on vLLM: the count a cut stream is billed by."""
     raw = recording(name)
-    metrics, counted = Metrics(), []
+    metrics, counted = Metrics(), list[int]()
     _, o = run(Script([raw]), edits_of, metrics, counted)
     usage = [json.loads(e.split(b"data: ", 1)[1]) for e in events_of(raw) if b'"usage":{' in e]
     last = usage[-1].get("response", usage[-1])["usage"]
@@ -120,7 +120,7 @@ def test_an_engine_failure_mid_stream_bills_what_was_relayed(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     events = events_of(recording("chat.sse"))
-    metrics, counted = Metrics(), []
+    metrics, counted = Metrics(), list[int]()
     with caplog.at_level(logging.INFO, logger="ragserve.usage"):
         body, o = run(Script(events[:5], fail_with=EngineLost("reset")), chat, metrics, counted)
     error = json.loads(body.split("\n\n")[-3][6:])
@@ -142,7 +142,7 @@ def test_an_engine_failure_mid_stream_bills_what_was_relayed(
 
 def test_the_drain_deadline_bills_what_was_relayed() -> None:
     events = events_of(recording("chat.sse"))
-    metrics, counted = Metrics(), []
+    metrics, counted = Metrics(), list[int]()
     body, _ = run(Script([b"".join(events[:4])], hang=True), chat, metrics, counted, drain=True)
     error = json.loads(body.split("\n\n")[-3][6:])
     assert error["error"]["code"] == "server_shutting_down"
@@ -187,7 +187,7 @@ def test_a_client_that_leaves_is_billed_for_what_it_was_sent(store_path: Path) -
         await gone.wait()
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         received.extend(message.get("body", b""))
         if received.count(b'"content":"') >= 6:  # every replayed event arrived: leave
             gone.set()

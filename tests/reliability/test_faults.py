@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.conftest import MODEL_NAME
 from tests.support.load import (
@@ -33,7 +34,8 @@ from tests.support.load import (
     wait_until,
 )
 
-STORY = [{"role": "user", "content": "Write a very long story about a dragon."}]
+STORY_PROMPT = "Write a very long story about a dragon."
+STORY: list[ChatCompletionMessageParam] = [{"role": "user", "content": STORY_PROMPT}]
 
 
 def _assert_openai_error(error: dict[str, object], code: str | None) -> None:
@@ -175,7 +177,7 @@ def test_100_clients_hanging_up_anywhere_leave_nothing_behind(
     engine_port = urlparse(engine_url).port
     assert engine_port is not None
     url = f"{engine_gateway.url}/v1/chat/completions"
-    body = chat_body(MODEL_NAME, max_tokens=1500, prompt=STORY[0]["content"])
+    body = chat_body(MODEL_NAME, max_tokens=1500, prompt=STORY_PROMPT)
     fds = engine_gateway.open_fds()
     tasks = metric(engine_gateway.url, "ragserve_event_loop_tasks")
     upstream = engine_gateway.connections_to(engine_port)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 from collections import Counter
+from typing import Any
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import Case, GenerationMode
+from schemathesis.checks import CheckFunction
 from schemathesis.core.transport import Response
 from schemathesis.schemas import BaseSchema
 from schemathesis.specs.openapi.checks import positive_data_acceptance
@@ -47,7 +49,7 @@ CAMPAIGNS = [
 ]
 # Schema-valid requests the server still refuses with a 4xx, by design: a filter's grammar,
 # the file types the loaders read, a model name that is not served are not in the schema.
-EXCLUDED_CHECKS = [positive_data_acceptance]
+EXCLUDED_CHECKS: list[CheckFunction] = [positive_data_acceptance]
 
 # A generated chat costs up to a second of engine time: cap the answers it asks for.
 MAX_FUZZ_TOKENS = 4
@@ -86,7 +88,7 @@ def _token_count(value: object) -> int:
     return 0
 
 
-def steer(case: Case, mode: GenerationMode, model: str | None) -> None:
+def steer(case: Case[Any], mode: GenerationMode, model: str | None) -> None:
     """Bound every chat's answer; let a share of valid cases reach the engine and embedder.
 
     Invalid cases keep what makes them invalid: only their answer length is capped.
@@ -104,7 +106,8 @@ def steer(case: Case, mode: GenerationMode, model: str | None) -> None:
             body["model"] = model
             for refused in ("tools", "tool_choice", "functions", "function_call", "logprobs"):
                 body.pop(refused, None)  # each a clean 400 already; this case is for the engine
-            for message in body.get("messages") or []:
+            messages = body.get("messages")
+            for message in messages if isinstance(messages, list) else []:
                 # The schema cannot say "content is required except for the assistant".
                 if isinstance(message, dict) and message.get("content") is None:
                     message["content"] = "hello"
@@ -144,7 +147,7 @@ def test_no_server_error_and_every_error_is_an_openai_error(
         case=operation.as_strategy(generation_mode=mode),
         model=st.sampled_from([None, MODEL_NAME, "docs"]),
     )
-    def fuzz(case: Case, model: str | None) -> None:
+    def fuzz(case: Case[Any], model: str | None) -> None:
         steer(case, mode, model)
         response = case.call(timeout=60)
         statuses[response.status_code] += 1

@@ -22,6 +22,7 @@ import uvicorn
 from blockbuster import BlockBuster, BlockingError
 from fastapi import FastAPI
 from openai import OpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 from gateway.app import create_app
 from gateway.settings import Settings
@@ -94,7 +95,7 @@ class BlockingCalls:
             calls.found.append(f"{func}\n{''.join(traceback.format_stack(limit=25))}")
             calls._init(error, func)
 
-        BlockingError.__init__ = recording_init  # type: ignore[method-assign]
+        BlockingError.__init__ = recording_init  # type: ignore[method-assign,assignment]
         self._buster = BlockBuster()
         for function in self._buster.functions.values():
             # FastAPI looks up each endpoint's source file once, on its first request, and
@@ -121,7 +122,9 @@ def test_the_event_loop_never_blocks_while_serving(
     url = in_process_gateway
     client = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=120)
     http = httpx.Client(base_url=url, timeout=120)
-    ask = [{"role": "user", "content": "What does error HX-7731 mean?"}]
+    ask: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "What does error HX-7731 mean?"}
+    ]
 
     stream = client.chat.completions.create(
         model="docs",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -101,7 +102,7 @@ async def test_a_failing_reranker_leaves_the_fused_order(
     # nothing listens on port 9: the endpoint refuses at once
     reranker = Reranker("http://127.0.0.1:9/v1/rerank", "m", candidates=6, timeout_s=5)
     reranked = Retriever(QueryBatcher(embedder), sparse_encoder, store, reranker=reranker)
-    args = {"collection": "docs", "top_k": 3, "mode": SearchMode.HYBRID}
+    args: dict[str, Any] = {"collection": "docs", "top_k": 3, "mode": SearchMode.HYBRID}
     expected = await plain.retrieve("How do I reset my password?", **args)
     result = await reranked.retrieve("How do I reset my password?", **args)
     assert [h.id for h in result.hits] == [h.id for h in expected.hits]

@@ -36,7 +36,8 @@ def test_registry_forgets_a_dead_server_at_once_and_a_silent_replica_after_the_t
 ) -> None:
     now = [100.0]
     monkeypatch.setattr(engines.time, "monotonic", lambda: now[0])
-    registry = EngineRegistry.func_or_class(ttl_s=5.0)
+    # The class itself, without Ray: @serve.deployment made it a Deployment (typed as the class).
+    registry = EngineRegistry.func_or_class(ttl_s=5.0)  # type: ignore[attr-defined]
     registry.report("r1", A)
     registry.report("r2", B)
     assert registry.urls() == [A, B]
