@@ -12,6 +12,8 @@ from starlette.datastructures import State
 
 from gateway import playground, system
 from gateway.admission import Admission, Limits, LocalAdmission
+from gateway.answer_cache import open_answer_cache
+from gateway.answer_cache.answers import Answers
 from gateway.auth import KeyRing, load_keys
 from gateway.chat import routes as chat_routes
 from gateway.chat.service import ChatService
@@ -123,6 +125,7 @@ def build_services(
             state.admission,
             state.lifecycle,
             state.metrics,
+            state.answers,
             keepalive_s=settings.stream_keepalive_s,
         ),
         models=models,
@@ -144,6 +147,20 @@ def build_services(
     )
 
 
+def build_answers(settings: Settings, metrics: Metrics) -> Answers:
+    """The answer cache: Redis when the gateway shares one, else this process's memory."""
+    if not settings.answer_cache:
+        return Answers(None, metrics)
+    cache = open_answer_cache(
+        settings.redis_url,
+        settings.answer_cache_max_mb * 2**20,
+        settings.answer_cache_ttl_s,
+        prefix=f"{settings.redis_prefix}:answer:",
+        on_error=metrics.answer_cache_errors.inc,
+    )
+    return Answers(cache, metrics)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -162,6 +179,7 @@ def create_app(
         app.state.lifecycle.install()
         app.state.keys = KeyRing(load_keys(settings.api_keys, settings.api_keys_file))
         app.state.admission = build_admission(settings, app.state.metrics)
+        app.state.answers = build_answers(settings, app.state.metrics)
         app.state.services = build_services(
             settings, app.state.engine, app.state.retrieval, app.state
         )
@@ -183,6 +201,7 @@ def create_app(
                 checks.cancel()
             withdraw(advertised)
             await app.state.admission.aclose()
+            await app.state.answers.aclose()
             if settings.otlp_endpoint:
                 shutdown_tracing()
             await app.state.engine.aclose()

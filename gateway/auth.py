@@ -26,6 +26,7 @@ class ApiKey(BaseModel):
     filter: dict[str, Any] | None = None  # forced onto every search
     max_concurrent_streams: int | None = None
     requests_per_minute: int | None = None
+    answer_cache: bool = True  # false: this tenant's answers are never kept nor replayed
 
     def may_use(self, collection: str) -> bool:
         return self.collections is None or collection in self.collections

@@ -17,6 +17,8 @@ from starlette.background import BackgroundTask
 
 from gateway._disconnect import ClientDisconnected, until_disconnect
 from gateway.admission import Admission, Slot
+from gateway.answer_cache.answers import Answers, CacheUse
+from gateway.answer_cache.streams import CachedStream, with_fresh_id
 from gateway.auth import ApiKey
 from gateway.errors import ErrorInfo, as_api_error
 from gateway.lifecycle import Lifecycle
@@ -44,6 +46,7 @@ class Services:
     admission: Admission
     lifecycle: Lifecycle
     metrics: Metrics
+    answers: Answers
     keepalive_s: float = 15.0  # SSE comments while a stream waits (retrieval, prefill)
 
 
@@ -88,6 +91,7 @@ async def serve(
     failure is an error event). Any other request reaches the engine before answering, so
     the engine's refusals keep their HTTP status.
     """
+    use = CacheUse.from_header(request.headers.get("cache-control"))
     try:
         # A client that leaves while queued, retrieving or waiting for the engine's answer
         # must not leave work behind: the start is cancelled, which aborts it in the engine.
@@ -96,14 +100,26 @@ async def serve(
         return Response(status_code=499)
     if checked.stream and checked.retrieves:
         opening = _Opening()
-        events = _open_then_relay(services, key, checked, endpoint, opening)
+        events = _open_then_relay(services, key, checked, endpoint, opening, use)
         return _stream_response(services, slot, checked.timings, opening, events)
     try:
-        prepared, stream = await until_disconnect(request, _start(services, checked))
-    except BaseException as exc:
+        prepared, stream, kept = await until_disconnect(request, _start(services, checked, use))
+        if stream is None and kept is None:
+            kept = await until_disconnect(request, services.engine.request(prepared.call))
+            background = BackgroundTask(services.answers.keep, prepared.cache_key, kept, use)
+        else:
+            background = None
+    except ClientDisconnected:
         slot.release()
-        if isinstance(exc, ClientDisconnected):
-            return Response(status_code=499)
+        return Response(status_code=499)
+    except Exception as exc:
+        slot.release()
+        error = as_api_error(exc)
+        if error is exc:
+            raise
+        raise error from exc
+    except BaseException:
+        slot.release()
         raise
     observer = _observer(services, key, prepared)
     if stream is not None:
@@ -111,19 +127,14 @@ async def serve(
         opening = _Opening(stream, observer)
         return _stream_response(services, slot, prepared.timings, opening,
                                 relay(stream, edits, services.lifecycle))  # fmt: skip
-    try:
-        raw = await until_disconnect(request, services.engine.request(prepared.call))
-    except ClientDisconnected:
-        return Response(status_code=499)
-    except Exception as exc:
-        raise as_api_error(exc) from exc
-    finally:
-        slot.release()
-    body = endpoint.finish(prepared, _whole_answer(raw), observer)
+    slot.release()
+    assert kept is not None  # a whole answer, from the cache or the engine
+    body = endpoint.finish(prepared, _whole_answer(kept), observer)
     return Response(
         engine_body(body),
         media_type="application/json",
         headers={"Server-Timing": prepared.timings.header()},
+        background=background,  # kept once the client has it
     )
 
 
@@ -150,15 +161,25 @@ async def _admit_and_stage(
         raise
 
 
-async def _start(services: Services, checked: Staged) -> tuple[Prepared, EventStream | None]:
-    """Retrieve (if planned), then submit: a stream returns once the engine accepted it."""
+async def _start(
+    services: Services, checked: Staged, use: CacheUse
+) -> tuple[Prepared, EventStream | None, bytes | None]:
+    """Retrieve (if planned), then answer from the cache or submit to the engine: a stream
+    returns once the engine accepted it; a whole answer found in the cache comes back."""
     prepared = await checked.complete()
+    kept = await services.answers.lookup(prepared.cache_key, use)
+    if kept is not None:
+        prepared.cached = True
+        if prepared.stream:
+            return prepared, CachedStream(kept), None
+        return prepared, None, with_fresh_id(kept)
     if not prepared.stream:
-        return prepared, None
+        return prepared, None, None
     try:
-        return prepared, await services.engine.open_stream(prepared.call)
+        stream = await services.engine.open_stream(prepared.call)
     except Exception as exc:
         raise as_api_error(exc) from exc
+    return prepared, services.answers.recording(stream, prepared.cache_key, use), None
 
 
 def _observer(services: Services, key: ApiKey | None, prepared: Prepared) -> Observer:
@@ -183,11 +204,11 @@ class _Opening:
 
 async def _open_then_relay(
     services: Services, key: ApiKey | None, checked: Staged, endpoint: Endpoint,
-    opening: _Opening,
+    opening: _Opening, use: CacheUse,
 ) -> AsyncIterator[bytes]:  # fmt: skip
     yield OPENED
     try:
-        prepared, stream = await _start(services, checked)
+        prepared, stream, _ = await _start(services, checked, use)
     except Exception as exc:
         yield endpoint.failure_event(as_api_error(exc).info())
         return
@@ -210,18 +231,19 @@ def _stream_response(
         # Our drain deadline ends streams with an error event; sse-starlette's own
         # exit handling would cut them at once, so it waits a little longer.
         shutdown_grace_period=services.lifecycle.drain_timeout_s + 5,
-        background=BackgroundTask(_end_stream, opening, slot, services.metrics),
+        background=BackgroundTask(_end_stream, opening, slot, services),
         # What is known before the first byte; the rest travels in the final event.
         headers={"Server-Timing": timings.header(total=False)},
     )
 
 
-async def _end_stream(opening: _Opening, slot: Slot, metrics: Metrics) -> None:
+async def _end_stream(opening: _Opening, slot: Slot, services: Services) -> None:
     try:
         if opening.stream is not None:
             await opening.stream.aclose()  # a client gone mid-stream: this aborts the engine
     finally:
-        metrics.active_streams.dec()
+        services.metrics.active_streams.dec()
         slot.release()
         if opening.observer is not None:
             await opening.observer.settle()  # after the slot: a cut stream's bill holds none
+        await services.answers.keep_stream(opening.stream)  # a finished answer, if recorded

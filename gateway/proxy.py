@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 
+from gateway.answer_cache.key import CACHED_PATHS, answer_key, cacheable, passage_fingerprints
 from gateway.auth import ApiKey
 from gateway.chat.protocol import ProxiedRequest
 from gateway.metrics import Metrics
@@ -37,6 +38,8 @@ class Prepared:
     rag: RagContext | None = None
     include_usage: bool = False  # the client asked for the usage chunk
     key: ApiKey | None = None  # the caller's key (None when the server has none)
+    cache_key: str | None = None  # where its answer is kept; None: never cached
+    cached: bool = False  # answered from the answer cache
 
     def first_extras(self) -> dict[str, Any]:
         """Sources go out before any token, so a client can show them while text streams."""
@@ -48,6 +51,8 @@ class Prepared:
         extras: dict[str, Any] = {"timings": self.timings.as_dict()}
         if self.rag is not None:
             extras.update(citation_report(text, self.rag.sources))
+        if self.cached:
+            extras["cached"] = True
         return extras
 
 
@@ -186,7 +191,24 @@ def prepared_call(
         rag=rag,
         include_usage=request.include_usage,
         key=key,
+        cache_key=_answer_key(path, raw, key, rag, resolved.engine_model),
     )
+
+
+def _answer_key(
+    path: str, raw: dict[str, Any], key: ApiKey | None, rag: RagContext | None, engine_model: str
+) -> str | None:
+    """Where a deterministic chat's or completion's answer is kept; None: never cached."""
+    if path not in CACHED_PATHS or not cacheable(raw):
+        return None
+    if rag is not None and rag.degraded_reason is not None:
+        return None  # answered without its sources: not the answer the corpus gives
+    if key is not None and not key.answer_cache:
+        return None
+    passages = passage_fingerprints(rag.sources) if rag is not None else []
+    tenant = key.name if key is not None else ""
+    return answer_key(tenant=tenant, path=path, raw=raw, passages=passages,
+                      engine_model=engine_model)  # fmt: skip
 
 
 def observe_retrieval(metrics: Metrics, timings: Timings) -> None:

@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_prefix: str = "ragserve"  # key prefix (a hash tag, so Redis Cluster works too)
     admission_lease_s: float = 30.0  # a dead replica's slots free up after this long
+    # Deterministic answers (temperature 0 or a seed), kept per tenant, body and passages
+    answer_cache: bool = True
+    answer_cache_ttl_s: float = Field(default=3600.0, gt=0)
+    answer_cache_max_mb: int = Field(default=256, ge=1)  # in memory; Redis bounds its own
     max_json_bytes: int = 4 * 1024 * 1024  # request body limit (413)
     max_messages: int = 512  # messages per chat (400)
     max_input_tokens: int | None = None  # the conversation's tokens, before retrieval (400)

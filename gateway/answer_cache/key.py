@@ -17,6 +17,9 @@ from typing import Any
 
 from gateway.rag.prompt import Passage, with_context, with_context_prompt
 
+# The endpoints whose answers are kept (a Responses request may store its answer
+# engine-side, which a replay would skip).
+CACHED_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
 # Bump when the meaning of a key's parts changes; old entries then simply stop matching.
 KEY_FORMAT = 1
 
