@@ -84,6 +84,9 @@ def gateway_url(engine_url: str, artifacts_dir: Path, seeded_store: Path) -> Ite
         "RAGSERVE_ENGINE_URLS": engine_url,
         "RAGSERVE_QDRANT_PATH": str(seeded_store),
         "RAGSERVE_PORT": str(port),
+        # Tests share this gateway and some repeat deterministic requests to see what the
+        # engine does: no answer cache here (test_answer_cache_engine.py runs its own).
+        "RAGSERVE_ANSWER_CACHE": "false",
     }
     with gateway_process(env, artifacts_dir / "gateway.log", port=port) as url:
         yield url
