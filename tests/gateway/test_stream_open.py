@@ -296,3 +296,28 @@ def test_a_client_gone_during_retrieval_leaves_no_work_behind(stack: RetrievalSt
         assert not held.done and not replay.opened
 
     anyio.run(main)
+
+
+def test_the_sdk_reads_opened_streams_of_every_endpoint(stack: RetrievalStack) -> None:
+    """The opening comment and keep-alives are SSE comments: SDK parsers skip them."""
+    replay = engine()
+
+    async def main() -> tuple[list[str], list[str]]:
+        async with serving(stack, replay, stream_keepalive_s=0.01) as url:
+            sdk = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+            chat_stream = await sdk.chat.completions.create(
+                model="docs",
+                messages=QUESTION,
+                stream=True,  # type: ignore[arg-type]
+            )
+            chat_kinds = [chunk.object async for chunk in chat_stream]
+            response_stream = await sdk.responses.create(
+                model="docs", input="What does error HX-7731 mean?", stream=True
+            )
+            response_kinds = [event.type async for event in response_stream]
+            await sdk.close()
+            return chat_kinds, response_kinds
+
+    chat_kinds, response_kinds = anyio.run(main)
+    assert chat_kinds and set(chat_kinds) == {"chat.completion.chunk"}
+    assert response_kinds[0] == "response.created" and response_kinds[-1] == "response.completed"
