@@ -22,6 +22,8 @@ from tests.conftest import MODEL_NAME
 pytestmark = pytest.mark.engine
 
 FIRST_ANSWER_TOKENS = 96  # with the system prompt and the question: past a 128-token block
+# The engine must answer every turn, even where a gateway keeps an answer cache.
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 def block_size(engine_url: str) -> int:
@@ -55,7 +57,7 @@ def chat(gateway_url: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     body = {**body, "stream": True, "stream_options": {"include_usage": True}}
     text, usage = "", None
     with httpx.stream(
-        "POST", f"{gateway_url}/v1/chat/completions", json=body, timeout=300
+        "POST", f"{gateway_url}/v1/chat/completions", json=body, headers=NO_STORE, timeout=300
     ) as response:
         assert response.status_code == 200, response.read()
         for line in response.iter_lines():
@@ -99,7 +101,9 @@ def test_a_follow_up_turn_reuses_the_conversation_before_the_passages(
     assert reusable <= cached(usage3) < usage3["prompt_tokens"]
 
     # A whole (non-streamed) answer carries the engine's figure too.
-    whole = httpx.post(f"{gateway_url}/v1/chat/completions", json=turn3, timeout=300)
+    whole = httpx.post(
+        f"{gateway_url}/v1/chat/completions", json=turn3, headers=NO_STORE, timeout=300
+    )
     assert whole.status_code == 200, whole.text
     usage = whole.json()["usage"]
     assert reusable <= cached(usage) < usage["prompt_tokens"]
