@@ -24,6 +24,7 @@ from gateway.documents import routes as document_routes
 from gateway.documents.service import DocumentService
 from gateway.embeddings import routes as embedding_routes
 from gateway.embeddings.service import EmbeddingService, embedding_model_name
+from gateway.engine_metrics import install_engine_metrics
 from gateway.errors import install_error_handlers, publish_openai_errors
 from gateway.exposure import check_exposure
 from gateway.flow import Services
@@ -211,6 +212,7 @@ def create_app(
     app = FastAPI(title="ragserve", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = Metrics()
+    install_engine_metrics(app, app.state.metrics.registry)  # replicas' prefix-cache counters
     app.state.lifecycle = Lifecycle(settings.drain_timeout_s)
     configure_logging(settings.log_level)
     configure_tracing(settings.otlp_endpoint, settings.otel_service_name)
