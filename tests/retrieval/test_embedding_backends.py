@@ -10,6 +10,18 @@ import pytest
 from retrieval._onnx import UnsupportedModel, check_exportable, export
 from retrieval.embedder import Embedder
 
+# The export is torch's TorchScript exporter, chosen on purpose (retrieval/_onnx.py: no
+# onnxscript dependency); its deprecation notice and the tracer's advice are expected here.
+pytestmark = [
+    pytest.mark.filterwarnings(
+        "ignore:You are using the legacy TorchScript-based ONNX export:DeprecationWarning:"
+        "retrieval._onnx"
+    ),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.onnx"),
+    pytest.mark.filterwarnings("ignore::UserWarning:torch.onnx"),
+    pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning:transformers"),
+]
+
 TEXTS = [
     "The cat sleeps on the sofa.",
     "Stock prices fell sharply after the announcement. " * 30,  # past the 256-token window
