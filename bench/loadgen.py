@@ -187,10 +187,10 @@ async def stream_chat(
     began = time.perf_counter()
     try:
         url = f"{target.base_url}/v1/chat/completions"
-        body = target.body(prompt, max_tokens)
+        request = target.body(prompt, max_tokens)
         # Deterministic repeats are what the gateway's answer cache replays: measure the engine.
         headers = {"Cache-Control": "no-store"}
-        async with client.stream("POST", url, json=body, headers=headers) as response:
+        async with client.stream("POST", url, json=request, headers=headers) as response:
             if response.status_code != 200:
                 body = (await response.aread()).decode("utf-8", "replace")
                 sample.error = f"HTTP {response.status_code}: {body[:300]}"

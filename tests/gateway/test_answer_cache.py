@@ -335,7 +335,7 @@ async def test_a_redis_that_comes_back_is_used_again(
 
     try:
         await cache.put("k", b"v")
-        cache._redis.get = failing_get  # type: ignore[method-assign]
+        cache._redis.get = failing_get  # type: ignore[method-assign,assignment]
         with caplog.at_level(logging.INFO, logger="gateway.answer_cache"):
             assert await cache.get("k") is None
             cache._redis.get = real_get  # type: ignore[method-assign]

@@ -108,7 +108,7 @@ def test_unknown_fields_and_roles_pass_through_and_rag_changes_only_the_last_use
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
     call_f = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
     question = {"type": "text", "text": "What does error HX-7731 mean?"}
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "user", "content": "What is the weather?"},
         {"role": "assistant", "content": None, "tool_calls": [call_f]},
         {"role": "tool", "tool_call_id": "c1", "content": "sunny"},

@@ -24,6 +24,7 @@ import httpx
 import openai
 import pytest
 import uvicorn
+from openai.types.chat import ChatCompletionMessageParam
 
 from gateway.app import create_app
 from gateway.flow import OPENED
@@ -36,7 +37,9 @@ from tests.conftest import seed_store
 from tests.support.replay_engine import MODEL, ReplayEngine, Script, pieces, recording
 
 DEADLINE_S = 30  # generous: each wait ends on an event, this only bounds a broken gateway
-QUESTION = [{"role": "user", "content": "What does error HX-7731 mean?"}]
+QUESTION: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "What does error HX-7731 mean?"}
+]
 
 
 class HeldRetriever(Retriever):
@@ -222,7 +225,7 @@ def test_a_refusal_after_the_opening_is_an_error_event_the_sdk_raises(
         async with serving(stack, replay) as url:
             raw = await post(url, "/v1/chat/completions", chat(top_logprobs=2))
             sdk = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
-            stream = await sdk.chat.completions.create(model="docs", messages=QUESTION, stream=True)  # type: ignore[arg-type]
+            stream = await sdk.chat.completions.create(model="docs", messages=QUESTION, stream=True)
             with pytest.raises(openai.APIError) as raised:
                 async for _ in stream:
                     pass
@@ -308,13 +311,13 @@ def test_the_sdk_reads_opened_streams_of_every_endpoint(stack: RetrievalStack) -
             chat_stream = await sdk.chat.completions.create(
                 model="docs",
                 messages=QUESTION,
-                stream=True,  # type: ignore[arg-type]
+                stream=True,
             )
-            chat_kinds = [chunk.object async for chunk in chat_stream]
+            chat_kinds: list[str] = [chunk.object async for chunk in chat_stream]
             response_stream = await sdk.responses.create(
                 model="docs", input="What does error HX-7731 mean?", stream=True
             )
-            response_kinds = [event.type async for event in response_stream]
+            response_kinds: list[str] = [event.type async for event in response_stream]
             await sdk.close()
             return chat_kinds, response_kinds
 
