@@ -23,6 +23,7 @@ from gateway.settings import Settings
 from llm.types import EngineError
 from tests.conftest import seed_store
 from tests.support.replay_engine import MODEL, ReplayEngine, Script, pieces, recording
+from tests.support.sse import sse_data
 
 TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
 
@@ -91,16 +92,6 @@ def call(store: Path, engine: ReplayEngine, method: str, path: str, **kwargs: An
     return anyio.run(main)
 
 
-def sse_data(response: httpx.Response) -> list[Any]:
-    out = []
-    for event in response.text.split("\n\n"):
-        for line in event.split("\n"):
-            if line.startswith("data: "):
-                payload = line[6:]
-                out.append(payload if payload == "[DONE]" else json.loads(payload))
-    return out
-
-
 def test_unknown_fields_and_roles_pass_through_and_rag_changes_only_the_last_user_turn(
     store_path: Path,
 ) -> None:
@@ -132,7 +123,7 @@ def test_unknown_fields_and_roles_pass_through_and_rag_changes_only_the_last_use
     last = sent["messages"][4]["content"]
     assert last[0]["type"] == "text" and "<<<BEGIN CONTEXT" in last[0]["text"]
     assert last[1:] == messages[3]["content"]
-    chunks = sse_data(response)
+    chunks = sse_data(response.text)
     assert chunks[0]["model"] == "docs" and chunks[0]["sources"]
     assert chunks[-1] == "[DONE]"
 
@@ -188,7 +179,7 @@ def test_completions_with_rag(store_path: Path) -> None:
     response = call(store_path, engine, "POST", "/v1/completions", json=body)
     assert response.status_code == 200
     assert engine.received[0]["prompt"].endswith("\n\nError HX-7731 means")
-    chunks = sse_data(response)
+    chunks = sse_data(response.text)
     assert chunks[0]["sources"] and chunks[-1] == "[DONE]"
     refused = call(store_path, engine, "POST", "/v1/completions",
                    json={"model": "docs", "prompt": [1, 2, 3]})  # fmt: skip

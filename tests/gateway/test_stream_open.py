@@ -35,6 +35,7 @@ from retrieval.retriever import Retrieval, Retriever
 from retrieval.types import SearchMode
 from tests.conftest import seed_store
 from tests.support.replay_engine import MODEL, ReplayEngine, Script, pieces, recording
+from tests.support.sse import sse_data
 
 DEADLINE_S = 30  # generous: each wait ends on an event, this only bounds a broken gateway
 QUESTION: list[ChatCompletionMessageParam] = [
@@ -127,16 +128,6 @@ def chat(**extra: Any) -> dict[str, Any]:
     return {"model": "docs", "messages": QUESTION, "stream": True, **extra}
 
 
-def data_events(text: str) -> list[Any]:
-    out = []
-    for event in text.split("\n\n"):
-        for line in event.split("\n"):
-            if line.startswith("data: "):
-                payload = line[6:]
-                out.append(payload if payload == "[DONE]" else json.loads(payload))
-    return out
-
-
 def test_a_rag_stream_opens_before_retrieval_and_keeps_alive_while_it_waits(
     stack: RetrievalStack,
 ) -> None:
@@ -161,7 +152,7 @@ def test_a_rag_stream_opens_before_retrieval_and_keeps_alive_while_it_waits(
             held.release.set()
             async for chunk in chunks:
                 received += chunk
-        events = data_events(received.decode())
+        events = sse_data(received.decode())
         assert events[0]["sources"] and events[0]["sources"][0]["chunk_id"]
         assert events[-1] == "[DONE]"
         assert "HX-7731" in replay.received[0]["messages"][-1]["content"]
@@ -186,7 +177,7 @@ def test_the_engine_accepting_late_is_inside_the_open_stream(stack: RetrievalSta
             assert replay.accept is not None and not replay.opened
             replay.accept.set()
             rest = b"".join([chunk async for chunk in chunks])
-        assert data_events(rest.decode())[-1] == "[DONE]"
+        assert sse_data(rest.decode())[-1] == "[DONE]"
 
     anyio.run(main)
 
@@ -234,7 +225,7 @@ def test_a_refusal_after_the_opening_is_an_error_event_the_sdk_raises(
 
     text, message = anyio.run(main)
     assert text.startswith(OPENED.decode())
-    events = data_events(text)
+    events = sse_data(text)
     assert events[-1] == "[DONE]"
     assert events[-2]["error"] == {"message": "'logprobs' must be true",
                                    "type": "invalid_request_error", "param": "logprobs",
