@@ -71,6 +71,7 @@ def kill_midway(store_path: Path, corpus: Path, after_chunks: int) -> None:
     finally:
         child.kill()
         child.wait(timeout=30)
+        child.stdout.close()
     assert child.returncode == -signal.SIGKILL
 
 
