@@ -102,14 +102,18 @@ class LocalEngine:
     def start(self) -> None:
         env = {**os.environ, **self.config.env()}
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self._process = subprocess.Popen(
-            self.config.command(),
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
+        try:
+            self._process = subprocess.Popen(
+                self.config.command(),
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        finally:
+            if not isinstance(log, int):
+                log.close()  # the child has its own copy of the descriptor
 
     def wait_ready(self, timeout: float, on_tick: Callable[[float], None] | None = None) -> float:
         """Block until ``/health`` answers 200; return the seconds it took."""

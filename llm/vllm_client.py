@@ -79,8 +79,15 @@ class VLLMStream:
             if self._failure is not None:
                 raise self._failure
             raise StopAsyncIteration
-        self._started = True
         self._deadline = self._loop.time() + self._gap
+        if not self._started:
+            # The timer waits for the first-token deadline; from now on the gap rules, and
+            # it is usually much shorter: move the timer once (later reads only move the
+            # deadline, which the timer finds when it fires).
+            self._started = True
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(self._deadline, self._on_deadline)
         return data
 
     def _on_deadline(self) -> None:

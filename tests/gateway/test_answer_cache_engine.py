@@ -9,8 +9,11 @@ from typing import Any
 
 import httpx
 import openai
+import pytest
 
 from tests.support.processes import gateway_process
+
+pytestmark = pytest.mark.engine
 
 QUESTION: list[Any] = [{"role": "user", "content": "What does error HX-7731 mean?"}]
 
