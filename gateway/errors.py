@@ -147,7 +147,8 @@ _UNION_BRANCHES = {"str", "int", "float", "bool", "dict", "list", "none"}
 
 
 def _param_from_loc(loc: tuple[int | str, ...]) -> str | None:
-    parts = [part for part in loc if part not in ("body", "query", "path")]
+    # The first part says where (body, query string, path): a field may bear those names too.
+    parts = list(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
     out = ""
     for part in parts:
         if isinstance(part, int):

@@ -10,6 +10,9 @@ import pytest
 from bench.compare import batch_size, main, parse_args
 from bench.stack import litellm_config
 
+# Starts gateway or helper processes (seconds each): `make test` runs it, `make unit` not.
+pytestmark = pytest.mark.process
+
 MAX_TOKENS = 6
 
 

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.cli.run import ragserve_in
 from tests.support.processes import REPO, free_port, gateway_process
+
+# Starts gateway or helper processes (seconds each): `make test` runs it, `make unit` not.
+pytestmark = pytest.mark.process
 
 QUESTION = "Who designed the Zephyr-9 rotor?"
 

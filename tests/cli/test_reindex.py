@@ -12,8 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.cli.run import ragserve
+
+# Starts gateway or helper processes (seconds each): `make test` runs it, `make unit` not.
+pytestmark = pytest.mark.process
 
 QUESTION = "Who designed the Zephyr-9 rotor?"
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.cli.run import ragserve_in
+
+# Starts gateway or helper processes (seconds each): `make test` runs it, `make unit` not.
+pytestmark = pytest.mark.process
 
 
 def test_serve_on_every_address_without_keys_refuses_before_anything_starts(

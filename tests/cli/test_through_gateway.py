@@ -9,8 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.cli.run import ragserve
+
+# Starts gateway or helper processes (seconds each): `make test` runs it, `make unit` not.
+pytestmark = pytest.mark.process
 
 
 def test_ingest_search_and_collections_go_through_the_gateway(

@@ -17,6 +17,9 @@ from openai.types.chat import ChatCompletionMessageParam
 from tests.gateway.test_errors_engine import assert_openai_error
 from tests.support.processes import free_port, gateway_process, python_module_process
 
+# Starts gateway or helper processes (seconds each): `make test` runs it, `make unit` not.
+pytestmark = pytest.mark.process
+
 HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 BODY = {"model": "scripted", "messages": HI}
 

@@ -31,6 +31,9 @@ from gateway.auth import ApiKey, digest
 from gateway.proxy import forward_body, tenant_salt
 from tests.support.processes import free_port, gateway_process
 
+# Starts gateway or helper processes (seconds each): `make test` runs it, `make unit` not.
+pytestmark = pytest.mark.process
+
 MODEL = "recorded"
 A_SECRET, B_SECRET = "sk-salt-tenant-a-51c2", "sk-salt-tenant-b-93e7"
 KEY_A = ApiKey(name="tenant-a", sha256=digest(A_SECRET))

@@ -21,6 +21,9 @@ from retrieval.factory import open_store
 from retrieval.sparse import SparseEncoder
 from retrieval.types import VectorStore
 
+# Starts gateway or helper processes (seconds each): `make test` runs it, `make unit` not.
+pytestmark = pytest.mark.process
+
 REPO = Path(__file__).resolve().parents[2]
 MAX_TOKENS = 48
 TIMEOUT_S = 180

@@ -34,6 +34,9 @@ from tests.support.load import (
     wait_until,
 )
 
+# Starts gateway or helper processes (seconds each): `make test` runs it, `make unit` not.
+pytestmark = pytest.mark.process
+
 STORY_PROMPT = "Write a very long story about a dragon."
 STORY: list[ChatCompletionMessageParam] = [{"role": "user", "content": STORY_PROMPT}]
 

@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from urllib.parse import urlparse
 
+import pytest
+
 from tests.support.load import (
     SYNTHETIC_MODEL,
     Leftovers,
@@ -21,6 +23,9 @@ from tests.support.load import (
     sustained_load,
     synthetic_stack,
 )
+
+# Starts gateway or helper processes (seconds each): `make test` runs it, `make unit` not.
+pytestmark = pytest.mark.process
 
 
 def test_100_streams_for_10_s_all_finish_and_leave_nothing_behind(artifacts_dir: Path) -> None:
